@@ -1,0 +1,10 @@
+"""onnx-lrp: compile an ONNX classifier into a graph that also computes its LRP relevance."""
+__version__ = "0.1.0"
+
+from .compiler import compile  # noqa: E402
+from .composites import COMPOSITES, DEFAULT_COMPOSITE  # noqa: E402
+from .errors import OnnxLrpError, UnsupportedNodesError  # noqa: E402
+from .rules import RULES  # noqa: E402
+
+__all__ = ["compile", "OnnxLrpError", "UnsupportedNodesError", "COMPOSITES", "DEFAULT_COMPOSITE", "RULES",
+           "__version__"]

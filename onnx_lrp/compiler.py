@@ -1,0 +1,165 @@
+"""compile(): model.onnx -> an ONNX model that computes the prediction and its LRP relevance in one graph."""
+import copy
+import json
+import os
+from collections import defaultdict
+from functools import lru_cache
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from . import __version__
+from .composites import DEFAULT_COMPOSITE, DEFAULT_PARAMS
+from .errors import OnnxLrpError
+from .graph import GraphBuilder
+from .load import check_and_upgrade, default_opset, read_model, tensor_shapes
+from .ops import REGISTRY
+from .passes import canonicalize
+from .plan import make_plan
+
+SEEDS = ("logit", "one-hot")
+TARGET = "target"
+
+
+def compile(model, composite=DEFAULT_COMPOSITE, *, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=1.0, low=None,
+            high=None, stabilizer=1e-6, seed="logit", output=None, rules=(), notes=None, verify=True):
+    """Compile `model` (a path or an onnx.ModelProto) into a relevance graph; returns an onnx.ModelProto.
+
+    rules: 'PATTERN=RULE[:key=value,...]' overrides; PATTERN is an op type (Conv, Gemm, MatMul) or a node-name
+    glob. notes: a list that receives what the compiler tells the user (folded BatchNorms, a cut Softmax).
+    Raises OnnxLrpError (and only that) for any problem with the model or the options.
+    """
+    path = None if isinstance(model, onnx.ModelProto) else os.fspath(model)
+    notes = [] if notes is None else notes
+    if seed not in SEEDS:
+        raise OnnxLrpError(f"unknown seed '{seed}'; choose one of: {', '.join(SEEDS)}", path=path)
+    params = dict(DEFAULT_PARAMS, epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low, high=high,
+                  stabilizer=stabilizer)
+    source = read_model(path) if path else copy.deepcopy(model)
+    if not path and not source.graph.node:
+        raise OnnxLrpError("the model holds no nodes.")
+    source_ir = source.ir_version
+    model = check_and_upgrade(source, path)
+    canonicalize(model, notes)
+    model = check_and_upgrade(model, path)  # shapes of the rewritten graph
+    plan = make_plan(model, composite, params, rules, output, path)
+    notes.extend(plan.notes)
+    _emit(model, plan, seed)
+    _record(model, plan, composite, params, seed)
+    _finish_versions(model, source_ir)
+    _remove_unused_initializers(model.graph)
+    if verify:
+        _verify(model, path)
+    return model
+
+
+def _emit(model, plan, seed):
+    graph = model.graph
+    b = GraphBuilder(graph, tensor_shapes(graph), _constants(graph), default_opset(model))
+    scope = "seed"
+    logits = plan.logits
+    top = b.op("ArgMax", [logits], scope, "top_class", axis=1, keepdims=0)
+    wants_top = b.op("Less", [TARGET, b.scalar(0, dtype=np.int64)], scope, "wants_top_class")
+    chosen = b.op("Where", [wants_top, top, TARGET], scope, "class")
+    depth = b.const(np.array(plan.classes, np.int64), scope, "depth", np.int64)
+    one_hot = b.op("OneHot", [chosen, depth, b.const(np.array([0.0, 1.0], np.float32), scope, "off_on")],
+                   scope, "one_hot", axis=-1)
+    start = one_hot if seed == "one-hot" else b.op("Mul", [one_hot, logits], scope, "logit")
+
+    arriving = defaultdict(list)
+    arriving[logits].append(start)
+    for step in reversed(plan.steps):
+        rel_outs = [b.sum(arriving.pop(o), step.name, "relevance_sum") if arriving.get(o) else None
+                    for o in step.outputs]
+        if all(r is None for r in rel_outs):
+            continue
+        for name, relevance in REGISTRY[step.kind].emit(b, step, rel_outs).items():
+            if name in step.live_inputs:
+                arriving[name].append(relevance)
+    for name in plan.explained_inputs:
+        out = f"relevance_{name}"
+        if arriving.get(name):
+            b.nodes.append(helper.make_node("Identity", [b.sum(arriving[name], name, "relevance_sum")], [out],
+                                            name=b.fresh(name, "output")))
+        else:  # the input reaches the output only through paths that carry no relevance
+            b.nodes.append(helper.make_node("ConstantOfShape", [b.op("Shape", [name], name, "shape")], [out],
+                                            name=b.fresh(name, "output")))
+    graph.node.extend(b.nodes)
+    graph.initializer.extend(b.initializers)
+
+    first = next(i for i in graph.input if i.name == plan.explained_inputs[0])
+    batch = first.type.tensor_type.shape.dim[0]
+    batch_dim = batch.dim_param or (batch.dim_value if batch.HasField("dim_value") else "N")
+    graph.input.append(helper.make_tensor_value_info(TARGET, TensorProto.INT64, [batch_dim]))
+    inputs = {i.name: i for i in graph.input}
+    for name in plan.explained_inputs:
+        dims = inputs[name].type.tensor_type.shape.dim
+        shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in dims]
+        graph.output.append(helper.make_tensor_value_info(f"relevance_{name}", TensorProto.FLOAT, shape))
+
+
+def _constants(graph):
+    from onnx import numpy_helper
+    return {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+
+
+def _record(model, plan, composite, params, seed):
+    meta = {
+        "onnx_lrp.version": __version__,
+        "onnx_lrp.composite": composite,
+        "onnx_lrp.params": json.dumps({k: v for k, v in params.items() if v is not None}),
+        "onnx_lrp.seed": seed,
+        "onnx_lrp.explained_output": plan.model_output,
+        "onnx_lrp.logits": plan.logits,
+        "onnx_lrp.plan": json.dumps(plan.describe()),
+    }
+    kept = [p for p in model.metadata_props if not p.key.startswith("onnx_lrp.")]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in meta.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+
+
+@lru_cache(maxsize=1)
+def max_runtime_ir_version():
+    """The highest IR version the installed onnxruntime loads (onnx may write newer ones than it accepts)."""
+    import onnxruntime as ort
+    for ir in range(onnx.IR_VERSION, 6, -1):
+        g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = ir
+        try:
+            ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+            return ir
+        except Exception:
+            continue
+    return 8
+
+
+def _finish_versions(model, source_ir):
+    needed = helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    model.ir_version = min(max(source_ir, needed), max(max_runtime_ir_version(), needed))
+
+
+def _remove_unused_initializers(graph):
+    used = {n for node in graph.node for n in node.input} | {o.name for o in graph.output}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
+def _verify(model, path):
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        raise OnnxLrpError(f"internal error: the compiled graph fails onnx.checker ({str(exc).splitlines()[0]}). "
+                           "Please report this with the model.", path=path) from None
+    import onnxruntime as ort
+    try:
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise OnnxLrpError(f"internal error: onnxruntime cannot load the compiled graph ({exc}). "
+                           "Please report this with the model.", path=path) from None

@@ -1,0 +1,87 @@
+"""GraphBuilder: appends the relevance pass to a model, one ONNX node at a time.
+
+Every generated node and tensor is named `<scope>/lrp/<hint>` (ONNX Runtime's gradient builder convention), so the
+backward pass reads well in Netron and can never collide with a forward name.
+"""
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+from .errors import OnnxLrpError
+
+
+class GraphBuilder:
+    """Collects new nodes and initializers, and knows the static shape of every forward tensor."""
+
+    def __init__(self, graph, shapes, constants, opset):
+        self.nodes = []
+        self.initializers = []
+        self.shapes = shapes  # tensor name -> list of dims (int or None), batch first
+        self.constants = constants  # name -> numpy array of every initializer / folded constant
+        self.opset = opset
+        self._used = {n for node in graph.node for n in (*node.input, *node.output, node.name)}
+        self._used |= {t.name for t in graph.initializer} | {i.name for i in graph.input}
+        self._const_cache = {}
+
+    def fresh(self, scope, hint):
+        base = f"{scope}/lrp/{hint}"
+        name, i = base, 1
+        while name in self._used:
+            name, i = f"{base}_{i}", i + 1
+        self._used.add(name)
+        return name
+
+    def op(self, op_type, inputs, scope, hint=None, outputs=1, **attrs):
+        """Append one node; returns its output name (or list of names when outputs > 1)."""
+        hint = hint or op_type
+        outs = [self.fresh(scope, hint if outputs == 1 else f"{hint}_{k}") for k in range(outputs)]
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=self.fresh(scope, f"{hint}_node"),
+                                           **attrs))
+        return outs[0] if outputs == 1 else outs
+
+    def const(self, array, scope, hint, dtype=np.float32):
+        """An initializer holding `array` (computed at compile time); identical requests share one tensor."""
+        array = np.ascontiguousarray(np.asarray(array, dtype=dtype))
+        key = (scope, hint, array.dtype.str, array.shape, array.tobytes())
+        if key not in self._const_cache:
+            name = self.fresh(scope, hint)
+            self.initializers.append(numpy_helper.from_array(array, name))
+            self.constants[name] = array
+            self._const_cache[key] = name
+        return self._const_cache[key]
+
+    def scalar(self, value, scope="onnx_lrp", dtype=np.float32):
+        return self.const(np.array(value, dtype=dtype), scope, f"const_{np.dtype(dtype).name}_{value}", dtype)
+
+    def static_shape(self, name, node=None):
+        """The shape of a forward tensor without its batch dim; fails clearly when shape inference left a hole."""
+        dims = self.shapes.get(name)
+        if dims is None or any(d is None for d in dims[1:]):
+            where = f" (input of node '{node.name}', op {node.op_type})" if node is not None else ""
+            raise OnnxLrpError(f"tensor '{name}'{where} has no static shape {dims}; onnx-lrp needs every "
+                               "dimension except the batch to be known. Export with fixed input sizes.")
+        return list(dims)
+
+    # -- small compound helpers shared by the emitters -------------------------------------------------------------
+    def stabilize(self, z, eps, scope):
+        """Zennit's stabilizer z + eps * sign0(z), with sign0(0) = +1, so a denominator is never zero."""
+        negative = self.op("Less", [z, self.scalar(0.0)], scope, "is_negative")
+        shift = self.op("Where", [negative, self.scalar(-eps), self.scalar(eps)], scope, "eps_signed")
+        return self.op("Add", [z, shift], scope, "stabilized")
+
+    def divide_stabilized(self, r, z, eps, scope):
+        """r / s(z); with eps == 0 (LRP-0) a zero z passes nothing instead of producing NaN."""
+        if eps > 0:
+            return self.op("Div", [r, self.stabilize(z, eps, scope)], scope, "ratio")
+        is_zero = self.op("Equal", [z, self.scalar(0.0)], scope, "is_zero")
+        safe = self.op("Where", [is_zero, self.scalar(1.0), z], scope, "safe_denominator")
+        return self.op("Where", [is_zero, self.scalar(0.0), self.op("Div", [r, safe], scope, "quotient")],
+                       scope, "ratio")
+
+    def sum(self, names, scope, hint="sum"):
+        if len(names) == 1:
+            return names[0]
+        return self.op("Sum", names, scope, hint)
+
+
+FLOAT = TensorProto.FLOAT

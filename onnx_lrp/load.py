@@ -1,0 +1,101 @@
+"""Load and check: read the file safely, refuse what cannot work, upgrade old opsets, infer static shapes."""
+import os
+
+import onnx
+from onnx import shape_inference, version_converter
+
+from .errors import OnnxLrpError
+
+MIN_OPSET = 16  # ScatterElements(reduction="add") for MaxPool relevance
+TARGET_OPSET = 17
+
+
+def _external_locations(model):
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:
+        tensors += [a.t for a in node.attribute if a.HasField("t")]
+    for t in tensors:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            yield t.name, {e.key: e.value for e in t.external_data}.get("location", "")
+
+
+def read_model(path):
+    """Parse the file; external data is read only from inside the model's own folder."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise OnnxLrpError("file not found. Check the path.", path=path)
+    if os.path.isdir(path):
+        raise OnnxLrpError("is a folder, not an ONNX file.", path=path)
+    if os.path.getsize(path) == 0:
+        raise OnnxLrpError("file is empty; it is not an ONNX model. Export the model again.", path=path)
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning, ValueError...
+        raise OnnxLrpError(f"cannot be parsed as an ONNX model ({type(exc).__name__}: {exc}). "
+                           "Is it truncated, or not an .onnx file?", path=path) from None
+    if not model.graph.node and not model.graph.output:
+        raise OnnxLrpError("holds no ONNX graph (no nodes, no outputs); it is not an ONNX model or it is "
+                           "truncated. Export the model again.", path=path)
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    external = list(_external_locations(model))
+    for name, location in external:
+        target = os.path.realpath(os.path.join(folder, location))
+        if os.path.commonpath([folder, target]) != folder:
+            raise OnnxLrpError(f"initializer '{name}' keeps its data at '{location}', outside the model's folder "
+                               f"{folder}; refused for safety. Move the data file beside the model.", path=path)
+        if not os.path.isfile(target):
+            raise OnnxLrpError(f"initializer '{name}' keeps its data in '{location}', which does not exist. "
+                               "Copy the external data file beside the model.", path=path)
+    if external:
+        try:
+            onnx.load_external_data_for_model(model, folder)
+        except Exception as exc:
+            raise OnnxLrpError(f"cannot read the external data ({exc}).", path=path) from None
+    return model
+
+
+def check_and_upgrade(model, path=None):
+    """Full checker, opset upgrade to >= MIN_OPSET, and shape inference."""
+    try:
+        onnx.checker.check_model(model, full_check=False)
+    except Exception as exc:
+        raise OnnxLrpError(f"is not a valid ONNX model: {str(exc).strip().splitlines()[0]}. "
+                           "Run onnx.checker on it and fix the exporter's output.", path=path) from None
+    opset = default_opset(model)
+    if opset < MIN_OPSET:
+        try:
+            model = version_converter.convert_version(model, TARGET_OPSET)
+        except Exception as exc:
+            raise OnnxLrpError(f"uses opset {opset}, and upgrading it to opset {TARGET_OPSET} failed ({exc}). "
+                               f"Export the model at opset {TARGET_OPSET} or newer.", path=path) from None
+    try:
+        model = shape_inference.infer_shapes(model, check_type=True, data_prop=True)
+    except Exception as exc:
+        raise OnnxLrpError(f"shape inference failed: {str(exc).strip().splitlines()[0]}. "
+                           "Export with fixed input sizes (only the batch may vary).", path=path) from None
+    return model
+
+
+def default_opset(model):
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return imp.version
+    return 1
+
+
+def tensor_shapes(graph):
+    """name -> list of dims (int, or None where unknown), for every tensor shape inference could type."""
+    shapes = {}
+    for vi in (*graph.input, *graph.value_info, *graph.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    for init in graph.initializer:
+        shapes[init.name] = list(init.dims)
+    return shapes
+
+
+def tensor_types(graph):
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in (*graph.input, *graph.value_info, *graph.output)}
+    types.update({init.name: init.data_type for init in graph.initializer})
+    return types

@@ -1,0 +1,207 @@
+"""Linear layers (Conv, Gemm, MatMul[+Add]) and the one engine that applies any declarative rule to them.
+
+A LinearLayer is read from the graph at plan time: its input a, its output z (bias included), its weight and
+bias as numpy arrays. ConvOps / DenseOps emit the layer's forward with modified parameters and its adjoint
+(ConvTranspose with the same weight tensor; a matrix product with the transposed weight). Modified weights are
+initializers computed at compile time.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..rules.base import IDENTITY
+from .geometry import spatial_geometry, transpose_pads
+from .registry import attrs_of, register
+
+
+@dataclass
+class LinearLayer:
+    kind: str  # 'conv' or 'dense'
+    x: str
+    z: str
+    weight: np.ndarray  # conv: [O, C/group, k...]; dense: [in, out]  (x @ weight)
+    bias: np.ndarray  # [O], or None
+    weight_name: str = None  # an initializer that already holds `weight` unmodified...
+    weight_transposed: bool = False  # ...stored as weight.T (torch's [out, in] for Gemm transB=1)
+    nodes: list = field(default_factory=list)
+
+
+def read_conv(node, ctx):
+    consts = ctx.constants
+    if len(node.input) < 2 or node.input[1] not in consts:
+        return None, "the Conv weight is not a constant"
+    if len(node.input) > 2 and node.input[2] and node.input[2] not in consts:
+        return None, "the Conv bias is not a constant"
+    bias = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else None
+    return LinearLayer("conv", node.input[0], node.output[0], consts[node.input[1]], bias,
+                       weight_name=node.input[1], nodes=[node]), None
+
+
+def read_gemm(node, ctx):
+    consts, a = ctx.constants, attrs_of(node)
+    if a.get("transA", 0):
+        return None, "Gemm with transA=1 is not supported"
+    if node.input[1] not in consts:
+        return None, "the Gemm weight (input B) is not a constant"
+    if len(node.input) > 2 and node.input[2] and node.input[2] not in consts:
+        return None, "the Gemm bias (input C) is not a constant"
+    w = consts[node.input[1]]
+    alpha, beta, trans_b = a.get("alpha", 1.0), a.get("beta", 1.0), a.get("transB", 0)
+    weight = (w.T if trans_b else w) * np.float32(alpha)
+    bias = None
+    if len(node.input) > 2 and node.input[2]:
+        c = consts[node.input[2]]
+        if c.size not in (1, weight.shape[1]):
+            return None, f"the Gemm bias has shape {list(c.shape)}; only a per-output bias is supported"
+        bias = np.broadcast_to(c.reshape(-1) * np.float32(beta), (weight.shape[1],)).astype(w.dtype)
+    return LinearLayer("dense", node.input[0], node.output[0], weight.astype(w.dtype), bias,
+                       weight_name=node.input[1] if alpha == 1.0 else None, weight_transposed=bool(trans_b),
+                       nodes=[node]), None
+
+
+def read_matmul(node, ctx, add=None):
+    """MatMul with a constant 2-D weight, optionally with the Add of a constant bias that follows it."""
+    consts = ctx.constants
+    if node.input[1] not in consts or consts[node.input[1]].ndim != 2:
+        return None, "MatMul is supported with a constant 2-D weight as its second input"
+    w = consts[node.input[1]]
+    if add is None:
+        return LinearLayer("dense", node.input[0], node.output[0], w, None, weight_name=node.input[1],
+                           nodes=[node]), None
+    c = consts[add.input[1] if add.input[0] == node.output[0] else add.input[0]]
+    bias = np.broadcast_to(c.reshape(-1), (w.shape[1],)).astype(w.dtype)
+    return LinearLayer("dense", node.input[0], add.output[0], w, bias, weight_name=node.input[1],
+                       nodes=[node, add]), None
+
+
+class ConvOps:
+    def __init__(self, b, layer, scope):
+        node = layer.nodes[0]
+        self.b, self.layer, self.scope = b, layer, scope
+        geo = spatial_geometry(b, node, layer.weight.shape[2:])
+        self.attrs = dict(strides=geo["strides"], dilations=geo["dilations"], pads=geo["pads"],
+                          group=attrs_of(node).get("group", 1))
+        self.transpose_pads, out_pad = transpose_pads(geo)
+        self.output_padding = out_pad if any(out_pad) else None
+
+    def weight(self, param):
+        if param == IDENTITY and self.layer.weight_name:
+            return self.layer.weight_name
+        return self.b.const(param(self.layer.weight), self.scope, f"weight_{param.name}")
+
+    def forward(self, x, param, bias):
+        inputs = [x, self.weight(param)]
+        if bias:
+            inputs.append(self.b.const(param(self.layer.bias), self.scope, f"bias_{param.name}"))
+        return self.b.op("Conv", inputs, self.scope, f"conv_{param.name}", **self.attrs)
+
+    def adjoint(self, g, param):
+        return self.b.op("ConvTranspose", [g, self.weight(param)], self.scope, f"conv_T_{param.name}",
+                         strides=self.attrs["strides"], dilations=self.attrs["dilations"], group=self.attrs["group"],
+                         pads=self.transpose_pads, output_padding=self.output_padding)
+
+
+class DenseOps:
+    """x @ W (+ b). Rank-2 inputs use Gemm, whose transB reads either weight layout; higher ranks use MatMul."""
+
+    def __init__(self, b, layer, scope):
+        self.b, self.layer, self.scope = b, layer, scope
+        self.rank2 = len(b.shapes.get(layer.x) or []) == 2
+
+    def _weight(self, param, transposed):
+        """(name, stored_transposed) of the weight; reuses the model's own initializer where it can."""
+        layer = self.layer
+        if param == IDENTITY and layer.weight_name and (self.rank2 or layer.weight_transposed == transposed):
+            return layer.weight_name, layer.weight_transposed
+        w = param(layer.weight)
+        return self.b.const(w.T if transposed else w, self.scope, f"weight_{param.name}{'_T' if transposed else ''}"), \
+            transposed
+
+    def forward(self, x, param, bias):
+        b, scope = self.b, self.scope
+        bias_name = b.const(param(self.layer.bias), scope, f"bias_{param.name}") if bias else None
+        if self.rank2:
+            w, t = self._weight(param, False)
+            return b.op("Gemm", [x, w] + ([bias_name] if bias_name else []), scope, f"dense_{param.name}",
+                        transB=int(t))
+        w, _ = self._weight(param, False)
+        y = b.op("MatMul", [x, w], scope, f"dense_{param.name}")
+        return b.op("Add", [y, bias_name], scope, f"dense_bias_{param.name}") if bias_name else y
+
+    def adjoint(self, g, param):
+        b, scope = self.b, self.scope
+        if self.rank2:
+            w, t = self._weight(param, False)
+            return b.op("Gemm", [g, w], scope, f"dense_T_{param.name}", transB=int(not t))
+        w, _ = self._weight(param, True)
+        return b.op("MatMul", [g, w], scope, f"dense_T_{param.name}")
+
+
+def _rule_input(b, layer, kind, rule, scope, cache):
+    """The tensor a term feeds its modified forward: a, a+, a-, or a batch-1 constant (ones, low, high)."""
+    if kind in cache:
+        return cache[kind]
+    x = layer.x
+    if kind == "a":
+        out = x
+    elif kind == "a+":
+        out = b.op("Relu", [x], scope, "input_pos")
+    elif kind == "a-":
+        out = b.op("Min", [x, b.scalar(0.0)], scope, "input_neg")
+    else:
+        shape = [1] + b.static_shape(x, layer.nodes[0])[1:]
+        value = {"ones": 1.0, "low": rule.bounds[0] if rule.bounds else None,
+                 "high": rule.bounds[1] if rule.bounds else None}[kind]
+        try:
+            array = np.broadcast_to(np.asarray(value, np.float32), shape)
+        except ValueError:
+            from ..errors import OnnxLrpError
+            raise OnnxLrpError(f"node '{scope}': the z-box bound {kind} with shape {np.shape(value)} does not "
+                               f"broadcast to the layer input {shape}; give a scalar or a per-channel bound.")
+        out = b.const(array, scope, f"input_{kind}")
+    cache[kind] = out
+    return out
+
+
+def apply_rule(b, layer, rule, relevance, scope):
+    """Emit R_in for any declarative rule (see rules/base.py); returns the relevance at the layer input."""
+    if rule.name == "pass":
+        return relevance
+    ops = (ConvOps if layer.kind == "conv" else DenseOps)(b, layer, scope)
+    inputs = {}
+    has_bias = layer.bias is not None
+    outs = [layer.z if t.reuses_forward else
+            ops.forward(_rule_input(b, layer, t.input, rule, scope, inputs), t.param, t.bias and has_bias)
+            for t in rule.terms]
+    ratios = []
+    for group, mask in enumerate(rule.masks):
+        members = [(t, o) for t, o in zip(rule.terms, outs) if t.group == group]
+        denominator = members[0][1]
+        for t, o in members[1:]:
+            denominator = b.op("Add" if t.sign > 0 else "Sub", [denominator, o], scope, "denominator")
+        ratio = b.divide_stabilized(relevance, denominator, rule.stabilizer, scope)
+        if mask:
+            keep = b.op("Greater" if mask == "z>0" else "Less", [layer.z, b.scalar(0.0)], scope, "sign_mask")
+            ratio = b.op("Where", [keep, ratio, b.scalar(0.0)], scope, "masked_ratio")
+        ratios.append(ratio)
+    parts = []
+    for t in rule.terms:
+        part = ops.adjoint(ratios[t.group], t.param)
+        if t.input != "ones":
+            part = b.op("Mul", [_rule_input(b, layer, t.input, rule, scope, inputs), part], scope, "contribution")
+        if t.coef != 1.0:
+            part = b.op("Mul", [part, b.scalar(t.coef)], scope, "weighted")
+        parts.append(part)
+    return b.sum(parts, scope, "relevance")
+
+
+def _check_pass_shape(step, ctx):
+    if step.rule is not None and step.rule.name == "pass":
+        if ctx.shapes.get(step.layer.x) != ctx.shapes.get(step.layer.z):
+            return "rule 'pass' needs the layer's input and output to have the same shape"
+    return None
+
+
+@register("Linear", check=_check_pass_shape)
+def linear(b, step, rel_outs):
+    return {step.layer.x: apply_rule(b, step.layer, step.rule, rel_outs[0], step.name)}

@@ -1,0 +1,13 @@
+"""Canonicalization passes, run in this order before planning."""
+from .batchnorm import FoldBatchNorm
+from .cleanup import RemoveIdentities
+from .constants import ConstantsToInitializers, FoldConstants
+from .naming import NameNodes
+
+CANONICALIZE = (NameNodes(), ConstantsToInitializers(), FoldConstants(), RemoveIdentities(), FoldBatchNorm())
+
+
+def canonicalize(model, notes):
+    for p in CANONICALIZE:
+        p.run(model, notes)
+    return model

@@ -1,0 +1,71 @@
+"""Constant nodes become initializers, and nodes whose inputs are all constant are evaluated at compile time."""
+import numpy as np
+from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from .base import Pass, remove_nodes
+
+# ops that must not be folded even with constant inputs
+_NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+
+
+class ConstantsToInitializers(Pass):
+    name = "constants-to-initializers"
+
+    def run(self, model, notes):
+        graph, doomed = model.graph, []
+        for node in graph.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1:
+                attr = node.attribute[0]
+                value = _constant_value(attr)
+                if value is not None:
+                    graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
+                    doomed.append(node)
+        remove_nodes(graph, doomed)
+
+
+def _constant_value(attr):
+    if attr.name == "value":
+        return numpy_helper.to_array(attr.t)
+    scalars = {"value_float": np.float32, "value_int": np.int64}
+    lists = {"value_floats": np.float32, "value_ints": np.int64}
+    if attr.name in scalars:
+        return np.array(helper.get_attribute_value(attr), dtype=scalars[attr.name])
+    if attr.name in lists:
+        return np.array(list(helper.get_attribute_value(attr)), dtype=lists[attr.name])
+    return None
+
+
+class FoldConstants(Pass):
+    """Evaluate nodes that read only initializers (weight transposes, reshape targets) with onnx.reference."""
+    name = "fold-constants"
+
+    def run(self, model, notes):
+        graph = model.graph
+        known = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+        graph_inputs = {i.name for i in graph.input}
+        opsets = list(model.opset_import)
+        doomed = []
+        for node in graph.node:
+            if (node.op_type in _NEVER_FOLD or node.domain not in ("", "ai.onnx") or not node.input
+                    or any(n and (n not in known or n in graph_inputs) for n in node.input)):
+                continue
+            try:
+                values = _evaluate(node, known, opsets)
+            except Exception:  # leave it to the runtime
+                continue
+            for name, value in zip(node.output, values):
+                if name:
+                    known[name] = value
+                    graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+            doomed.append(node)
+        remove_nodes(graph, doomed)
+
+
+def _evaluate(node, known, opsets):
+    inputs = [n for n in node.input if n]
+    g = helper.make_graph([node], "fold", [helper.make_tensor_value_info(n, 1, None) for n in []],
+                          [helper.make_tensor_value_info(n, 1, None) for n in node.output if n],
+                          initializer=[numpy_helper.from_array(known[n], n) for n in inputs])
+    m = helper.make_model(g, opset_imports=opsets)
+    return ReferenceEvaluator(m).run(None, {})

@@ -1,0 +1,82 @@
+"""A rule is a declarative recipe, as in Zennit's `BasicHook`: a list of modified forwards and how they combine.
+
+For a linear layer f(a; W, B) and the relevance R at its output, every rule computes
+
+    out_k = f(input_k(a); param_k(W), param_k(B) if bias_k)          one modified forward per term k
+    D_j   = sum_k sign_k * out_k   over the terms of group j         (Zennit's gradient_mapper)
+    g_j   = mask_j(z) * R / stabilize(D_j)
+    R_in  = sum_k coef_k * input_k(a) * param_k(W)^T g_group(k)      (Zennit's reducer; no product for 'ones')
+
+so one emitter (ops/linear.py) serves every rule. Weight modifications are numpy functions applied at compile time.
+"""
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+# what a term feeds into the modified forward: the layer input, its positive/negative part, ones, or the bounds
+INPUT_KINDS = ("a", "a+", "a-", "ones", "low", "high")
+MASKS = (None, "z>0", "z<0")
+
+
+@dataclass(frozen=True)
+class ParamMod:
+    """A modification of the layer's weight and bias (Zennit's ParamMod), computed once at compile time."""
+    name: str
+    fn: Callable[[np.ndarray], np.ndarray] = field(compare=False)
+
+    def __call__(self, param):
+        return None if param is None else np.asarray(self.fn(param), dtype=param.dtype)
+
+
+IDENTITY = ParamMod("W", lambda p: p)
+POSITIVE = ParamMod("W+", lambda p: np.clip(p, 0, None))
+NEGATIVE = ParamMod("W-", lambda p: np.clip(p, None, 0))
+ONES = ParamMod("ones", np.ones_like)
+SQUARE = ParamMod("W^2", np.square)
+
+
+def gamma_mod(gamma, part):
+    """W + gamma * W+ (part='+') or W + gamma * W- (part='-'): the whole weight plus a share of one sign."""
+    clip = (lambda p: np.clip(p, 0, None)) if part == "+" else (lambda p: np.clip(p, None, 0))
+    return ParamMod(f"W{'+' if part == '+' else '-'}gamma{gamma:g}", lambda p: p + gamma * clip(p))
+
+
+@dataclass(frozen=True)
+class Term:
+    input: str
+    param: ParamMod
+    bias: bool
+    group: int = 0
+    sign: float = 1.0
+    coef: float = 1.0
+
+    @property
+    def reuses_forward(self):
+        """The unmodified forward with bias is the layer's own output: reuse it instead of computing it again."""
+        return self.input == "a" and self.param == IDENTITY and self.bias and self.sign == 1.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    terms: tuple = ()
+    stabilizer: float = 1e-6
+    masks: tuple = (None,)
+    params: dict = field(default_factory=dict, compare=False)
+    bounds: tuple = None  # (low, high) for z-box
+
+    @property
+    def groups(self):
+        return range(len(self.masks))
+
+    def describe(self):
+        args = ",".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.name}({args})" if args else self.name
+
+
+def check_positive(name, value, allow_zero=False):
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value}")
+    return value
