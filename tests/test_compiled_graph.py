@@ -184,3 +184,48 @@ def test_shipped_models_compile_with_every_composite():
     for name in ("mlp_tabular", "minivgg_cifar10", "bn_avgpool_cnn", "conv1d_sequence"):
         for composite in onnx_lrp.COMPOSITES:
             onnx_lrp.compile(f"{MODELS}/{name}.onnx", composite, low=-3, high=3, verify=False)
+
+
+def _dense_model(rng, nodes, inputs_shape, classes=3):
+    w = {"w": rng.normal(size=(6, classes)).astype(np.float32), "c": rng.normal(size=classes).astype(np.float32)}
+    return make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, inputs_shape)],
+                      [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])], w)
+
+
+@pytest.mark.parametrize("composite", ["epsilon", "epsilon-plus-flat"])
+def test_gemm_trans_a_equals_plain_gemm(composite):
+    plain = _dense_model(np.random.default_rng(3), [helper.make_node("Gemm", ["x", "w", "c"], ["logits"],
+                                                                     name="fc", alpha=0.5, beta=2.0)], ["N", 6])
+    trans = _dense_model(np.random.default_rng(3), [
+        helper.make_node("Transpose", ["x"], ["xt"], name="to_columns", perm=[1, 0]),
+        helper.make_node("Gemm", ["xt", "w", "c"], ["logits"], name="fc", transA=1, alpha=0.5, beta=2.0)],
+        ["N", 6])
+    x = np.random.default_rng(4).normal(size=(5, 6)).astype(np.float32)
+    feeds = {"x": x, "target": np.array([0, 1, 2, -1, 0], np.int64)}
+    a = run(onnx_lrp.compile(plain, composite), feeds)
+    b = run(onnx_lrp.compile(trans, composite), feeds)
+    np.testing.assert_allclose(a["logits"], b["logits"], rtol=1e-6)
+    np.testing.assert_allclose(a["relevance_x"], b["relevance_x"], rtol=1e-5, atol=1e-7)
+    assert np.abs(a["relevance_x"]).sum() > 0
+
+
+def test_shape_ops_move_relevance_back_exactly(rng):
+    """Reshape / Transpose / Squeeze / Unsqueeze / Flatten around a dense layer change nothing in the relevance."""
+    plain = _dense_model(np.random.default_rng(5), [
+        helper.make_node("Gemm", ["x", "w", "c"], ["logits"], name="fc")], ["N", 6])
+    shapes = {"shape": np.array([0, 2, 3], np.int64), "ax": np.array([1], np.int64)}
+    moved = _dense_model(np.random.default_rng(5), [
+        helper.make_node("Reshape", ["x", "shape"], ["r"], name="reshape"),            # [N, 2, 3]
+        helper.make_node("Transpose", ["r"], ["t"], name="transpose", perm=[0, 2, 1]),  # [N, 3, 2]
+        helper.make_node("Unsqueeze", ["t", "ax"], ["u"], name="unsqueeze"),             # [N, 1, 3, 2]
+        helper.make_node("Squeeze", ["u", "ax"], ["s"], name="squeeze"),                 # [N, 3, 2]
+        helper.make_node("Transpose", ["s"], ["t2"], name="transpose_back", perm=[0, 2, 1]),
+        helper.make_node("Flatten", ["t2"], ["f"], name="flatten"),                      # [N, 6]
+        helper.make_node("Gemm", ["f", "w", "c"], ["logits"], name="fc")], ["N", 6])
+    for k, v in shapes.items():
+        moved.graph.initializer.append(onnx.numpy_helper.from_array(v, k))
+    x = rng.normal(size=(4, 6)).astype(np.float32)
+    feeds = {"x": x, "target": np.array([0, 1, 2, 1], np.int64)}
+    a = run(onnx_lrp.compile(plain, "epsilon"), feeds)["relevance_x"]
+    b = run(onnx_lrp.compile(moved, "epsilon"), feeds)["relevance_x"]
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)

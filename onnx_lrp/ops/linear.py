@@ -23,6 +23,7 @@ class LinearLayer:
     bias: np.ndarray  # [O], or None
     weight_name: str = None  # an initializer that already holds `weight` unmodified...
     weight_transposed: bool = False  # ...stored as weight.T (torch's [out, in] for Gemm transB=1)
+    input_transposed: bool = False  # Gemm transA=1: x holds the input as [in, batch]
     nodes: list = field(default_factory=list)
 
 
@@ -39,8 +40,6 @@ def read_conv(node, ctx):
 
 def read_gemm(node, ctx):
     consts, a = ctx.constants, attrs_of(node)
-    if a.get("transA", 0):
-        return None, "Gemm with transA=1 is not supported"
     if node.input[1] not in consts:
         return None, "the Gemm weight (input B) is not a constant"
     if len(node.input) > 2 and node.input[2] and node.input[2] not in consts:
@@ -56,7 +55,7 @@ def read_gemm(node, ctx):
         bias = np.broadcast_to(c.reshape(-1) * np.float32(beta), (weight.shape[1],)).astype(w.dtype)
     return LinearLayer("dense", node.input[0], node.output[0], weight.astype(w.dtype), bias,
                        weight_name=node.input[1] if alpha == 1.0 else None, weight_transposed=bool(trans_b),
-                       nodes=[node]), None
+                       input_transposed=bool(a.get("transA", 0)), nodes=[node]), None
 
 
 def read_matmul(node, ctx, add=None):
@@ -137,11 +136,10 @@ class DenseOps:
         return b.op("MatMul", [g, w], scope, f"dense_T_{param.name}")
 
 
-def _rule_input(b, layer, kind, rule, scope, cache):
+def _rule_input(b, layer, x, kind, rule, scope, cache):
     """The tensor a term feeds its modified forward: a, a+, a-, or a batch-1 constant (ones, low, high)."""
     if kind in cache:
         return cache[kind]
-    x = layer.x
     if kind == "a":
         out = x
     elif kind == "a+":
@@ -149,7 +147,9 @@ def _rule_input(b, layer, kind, rule, scope, cache):
     elif kind == "a-":
         out = b.op("Min", [x, b.scalar(0.0)], scope, "input_neg")
     else:
-        shape = [1] + b.static_shape(x, layer.nodes[0])[1:]
+        # a dense layer acts on the last axis only, so [1, in] broadcasts over any leading axes
+        shape = [1] + b.static_shape(layer.x, layer.nodes[0])[1:] if layer.kind == "conv" else \
+            [1, layer.weight.shape[0]]
         value = {"ones": 1.0, "low": rule.bounds[0] if rule.bounds else None,
                  "high": rule.bounds[1] if rule.bounds else None}[kind]
         try:
@@ -168,10 +168,12 @@ def apply_rule(b, layer, rule, relevance, scope):
     if rule.name == "pass":
         return relevance
     ops = (ConvOps if layer.kind == "conv" else DenseOps)(b, layer, scope)
+    # Gemm(transA=1) reads its input as [in, batch]: work on the transposed input, transpose the relevance back
+    x = b.op("Transpose", [layer.x], scope, "input_T", perm=[1, 0]) if layer.input_transposed else layer.x
     inputs = {}
     has_bias = layer.bias is not None
     outs = [layer.z if t.reuses_forward else
-            ops.forward(_rule_input(b, layer, t.input, rule, scope, inputs), t.param, t.bias and has_bias)
+            ops.forward(_rule_input(b, layer, x, t.input, rule, scope, inputs), t.param, t.bias and has_bias)
             for t in rule.terms]
     ratios = []
     for group, mask in enumerate(rule.masks):
@@ -188,11 +190,14 @@ def apply_rule(b, layer, rule, relevance, scope):
     for t in rule.terms:
         part = ops.adjoint(ratios[t.group], t.param)
         if t.input != "ones":
-            part = b.op("Mul", [_rule_input(b, layer, t.input, rule, scope, inputs), part], scope, "contribution")
+            part = b.op("Mul", [_rule_input(b, layer, x, t.input, rule, scope, inputs), part], scope, "contribution")
         if t.coef != 1.0:
             part = b.op("Mul", [part, b.scalar(t.coef)], scope, "weighted")
         parts.append(part)
-    return b.sum(parts, scope, "relevance")
+    relevance_in = b.sum(parts, scope, "relevance")
+    if layer.input_transposed:
+        relevance_in = b.op("Transpose", [relevance_in], scope, "relevance_T", perm=[1, 0])
+    return relevance_in
 
 
 def _check_pass_shape(step, ctx):
