@@ -5,6 +5,7 @@ from .compiler import compile  # noqa: E402
 from .composites import COMPOSITES, DEFAULT_COMPOSITE  # noqa: E402
 from .errors import OnnxLrpError, UnsupportedNodesError  # noqa: E402
 from .rules import RULES  # noqa: E402
+from .save import write_model  # noqa: E402
 
-__all__ = ["compile", "OnnxLrpError", "UnsupportedNodesError", "COMPOSITES", "DEFAULT_COMPOSITE", "RULES",
-           "__version__"]
+__all__ = ["compile", "write_model", "OnnxLrpError", "UnsupportedNodesError", "COMPOSITES", "DEFAULT_COMPOSITE",
+           "RULES", "__version__"]

@@ -2,12 +2,12 @@
 import argparse
 import os
 import sys
-import tempfile
 
 from . import __version__
 from .composites import COMPOSITES, DEFAULT_COMPOSITE
 from .errors import OnnxLrpError
 from .rules import RULES
+from .save import write_model
 
 
 def _parser():
@@ -18,7 +18,7 @@ def _parser():
     c = sub.add_parser("compile", help="write MODEL.lrp.onnx: the prediction and its relevance in one graph")
     c.add_argument("model", help="the ONNX classifier")
     c.add_argument("-o", "--out", help="output file (default: MODEL.lrp.onnx beside the input)")
-    c.add_argument("--composite", default=DEFAULT_COMPOSITE, choices=list(COMPOSITES), metavar="NAME",
+    c.add_argument("--composite", default=DEFAULT_COMPOSITE, metavar="NAME",
                    help=f"rule composite, as Zennit's: {', '.join(COMPOSITES)} (default {DEFAULT_COMPOSITE})")
     c.add_argument("--epsilon", type=float, default=1e-6, help="epsilon of the Epsilon rule (default 1e-6)")
     c.add_argument("--gamma", type=float, default=0.25, help="gamma of the Gamma rule (default 0.25)")
@@ -43,7 +43,7 @@ def _compile(args):
         raise OnnxLrpError("the output file is the input model; onnx-lrp never overwrites its input. "
                            "Choose another -o.", path=src)
     folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
+    if not os.path.isdir(folder):  # checked before the (possibly long) compilation
         raise OnnxLrpError(f"the output folder {folder} does not exist. Create it or choose another -o.", path=out)
     notes = []
     model = compile_model(src, args.composite, epsilon=args.epsilon, gamma=args.gamma, alpha=args.alpha,
@@ -51,16 +51,8 @@ def _compile(args):
                           rules=args.rule, notes=notes)
     for note in notes:
         print(note, file=sys.stderr)
-    fd, tmp = tempfile.mkstemp(prefix=".onnx-lrp-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    print(f"wrote {out} ({args.composite}, seed {args.seed}; outputs: "
+    written = write_model(model, out)
+    print(f"wrote {' and '.join(written)} ({args.composite}, seed {args.seed}; outputs: "
           f"{', '.join(o.name for o in model.graph.output)})")
     return 0
 
@@ -80,6 +72,10 @@ def main(argv=None):
     except Exception as exc:  # a bug in onnx-lrp itself: still no traceback unless --debug
         if args.debug:
             raise
+        if isinstance(exc, OSError):
+            print(f"onnx-lrp: error: {exc.strerror or exc}: {exc.filename or ''}. Check the path and its "
+                  "permissions.", file=sys.stderr)
+            return 2
         print(f"onnx-lrp: internal error: {type(exc).__name__}: {exc}. Run again with --debug and report it.",
               file=sys.stderr)
         return 3

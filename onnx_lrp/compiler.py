@@ -28,8 +28,23 @@ def compile(model, composite=DEFAULT_COMPOSITE, *, epsilon=1e-6, gamma=0.25, alp
 
     rules: 'PATTERN=RULE[:key=value,...]' overrides; PATTERN is an op type (Conv, Gemm, MatMul) or a node-name
     glob. notes: a list that receives what the compiler tells the user (folded BatchNorms, a cut Softmax).
-    Raises OnnxLrpError (and only that) for any problem with the model or the options.
+    Raises OnnxLrpError, and only that, for any problem: with the model, with the options, or inside onnx-lrp
+    (then the message says "internal error" and the original exception is chained as __cause__).
     """
+    path = None if isinstance(model, onnx.ModelProto) else model
+    try:
+        return _compile(model, composite, epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low, high=high,
+                        stabilizer=stabilizer, seed=seed, output=output, rules=rules, notes=notes, verify=verify)
+    except OnnxLrpError:
+        raise
+    except (Exception, RecursionError) as exc:
+        raise OnnxLrpError(f"internal error while compiling ({type(exc).__name__}: {exc}). Please report it with the "
+                           "model; `onnx-lrp --debug compile ...` shows where it happened.",
+                           path=None if path is None else os.fspath(path)) from exc
+
+
+def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabilizer, seed, output, rules, notes,
+             verify):
     path = None if isinstance(model, onnx.ModelProto) else os.fspath(model)
     notes = [] if notes is None else notes
     if seed not in SEEDS:
@@ -152,14 +167,27 @@ def _remove_unused_initializers(graph):
 
 
 def _verify(model, path):
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except Exception as exc:
-        raise OnnxLrpError(f"internal error: the compiled graph fails onnx.checker ({str(exc).splitlines()[0]}). "
-                           "Please report this with the model.", path=path) from None
+    """onnx.checker (full) and an onnxruntime session; a model over 2 GB is checked from a temporary file with
+    external data, as protobuf cannot serialize it in one piece."""
+    import tempfile
+
     import onnxruntime as ort
-    try:
-        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise OnnxLrpError(f"internal error: onnxruntime cannot load the compiled graph ({exc}). "
-                           "Please report this with the model.", path=path) from None
+
+    from .save import needs_external_data, write_model
+    with tempfile.TemporaryDirectory(prefix="onnx-lrp-verify-") as tmp:
+        if needs_external_data(model):
+            target = os.path.join(tmp, "compiled.onnx")
+            write_model(model, target)
+        else:
+            target = model
+        try:
+            onnx.checker.check_model(target, full_check=True)
+        except Exception as exc:
+            raise OnnxLrpError(f"internal error: the compiled graph fails onnx.checker "
+                               f"({str(exc).splitlines()[0]}). Please report this with the model.", path=path) from None
+        try:
+            ort.InferenceSession(target if isinstance(target, str) else target.SerializeToString(),
+                                 providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise OnnxLrpError(f"internal error: onnxruntime cannot load the compiled graph ({exc}). "
+                               "Please report this with the model.", path=path) from None

@@ -78,6 +78,18 @@ def _pick_output(graph, types, output, path):
     return floats[0]
 
 
+def reads(node):
+    """Every tensor a node reads: its inputs and the outer-scope names its subgraphs (If/Loop/Scan) capture."""
+    names = [n for n in node.input if n]
+    for attr in node.attribute:
+        for graph in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+            defined = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+            for inner in graph.node:
+                names += [n for n in reads(inner) if n not in defined]
+                defined.update(inner.output)
+    return names
+
+
 def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), output=None, path=None):
     graph = model.graph
     from .load import tensor_shapes, tensor_types
@@ -104,12 +116,12 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
     candidates = [i.name for i in graph.input if i.name not in init_names and types.get(i.name) in FLOAT_TYPES]
     live = set(candidates)
     for node in graph.node:
-        if any(n in live for n in node.input):
+        if any(n in live for n in reads(node)):
             live.update(o for o in node.output if o and types.get(o, TensorProto.FLOAT) in FLOAT_TYPES)
     needed = {logits}
     for node in reversed(graph.node):
         if any(o in needed for o in node.output):
-            needed.update(n for n in node.input if n)
+            needed.update(reads(node))
     explained = [n for n in candidates if n in needed]
     if logits not in live or not explained:
         raise OnnxLrpError(f"the output '{logits}' does not depend on any float model input; nothing to explain.",
@@ -118,7 +130,7 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
     ctx = PlanContext(constants, shapes, types, live, consumers(graph))
     steps, problems, fused = [], [], set()
     for node in graph.node:
-        if id(node) in fused or not any(n in live for n in node.input) or not any(o in needed for o in node.output):
+        if id(node) in fused or not any(n in live for n in reads(node)) or not any(o in needed for o in node.output):
             continue
         live_inputs = [n for n in node.input if n in live]
         step = Step(node.name, node.op_type, node, [o for o in node.output if o], live_inputs)
