@@ -229,3 +229,50 @@ def test_shape_ops_move_relevance_back_exactly(rng):
     a = run(onnx_lrp.compile(plain, "epsilon"), feeds)["relevance_x"]
     b = run(onnx_lrp.compile(moved, "epsilon"), feeds)["relevance_x"]
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+
+
+def test_residual_add_splits_relevance_by_the_norm_rule(rng):
+    """Add of two activations: R_k = x_k * R / s(x_1 + x_2), then Epsilon through each branch (numpy reference)."""
+    w1, w2 = rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(5, 3)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h1"], name="branch1"),
+             helper.make_node("MatMul", ["x", "w2"], ["h2"], name="branch2"),
+             helper.make_node("Add", ["h1", "h2"], ["logits"], name="residual")]
+    model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5])],
+                       [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])], {"w1": w1, "w2": w2})
+    x = rng.normal(size=(4, 5)).astype(np.float32)
+    target = np.array([0, 1, 2, 0])
+    out = run(onnx_lrp.compile(model, "epsilon", seed="one-hot"), {"x": x, "target": target})
+
+    def stab(z):
+        return z + 1e-6 * np.where(z < 0, -1.0, 1.0)
+    x64, h1, h2 = x.astype(np.float64), x @ w1.astype(np.float64), x @ w2.astype(np.float64)
+    seed = np.eye(3)[target]
+    r1, r2 = h1 * seed / stab(h1 + h2), h2 * seed / stab(h1 + h2)
+    expected = x64 * ((r1 / stab(h1)) @ w1.T) + x64 * ((r2 / stab(h2)) @ w2.T)
+    np.testing.assert_allclose(out["relevance_x"], expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
+
+
+def test_residual_block_conserves_relevance(rng):
+    c = 4
+    w = {"w0": (rng.normal(size=(c, 3, 3, 3)) * 0.3).astype(np.float32),
+         "w1": (rng.normal(size=(c, c, 3, 3)) * 0.3).astype(np.float32),
+         "w2": (rng.normal(size=(c, c, 3, 3)) * 0.3).astype(np.float32),
+         "wd": rng.normal(size=(5, c)).astype(np.float32)}
+    p = dict(pads=[1, 1, 1, 1])
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], name="stem", **p),
+             helper.make_node("Relu", ["c0"], ["a0"], name="relu0"),
+             helper.make_node("Conv", ["a0", "w1"], ["c1"], name="conv1", **p),
+             helper.make_node("Relu", ["c1"], ["a1"], name="relu1"),
+             helper.make_node("Conv", ["a1", "w2"], ["c2"], name="conv2", **p),
+             helper.make_node("Add", ["c2", "a0"], ["s"], name="residual"),
+             helper.make_node("Relu", ["s"], ["a2"], name="relu2"),
+             helper.make_node("GlobalAveragePool", ["a2"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "wd"], ["logits"], name="fc", transB=1)]
+    model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                       [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])], w)
+    x = rng.normal(size=(6, 3, 8, 8)).astype(np.float32)
+    # Epsilon only: z-plus on conv2, whose signed output feeds the sum directly, drops the relevance of neurons
+    # without positive contributions (as Zennit's ZPlus does), which is not conservative by design.
+    out = run(onnx_lrp.compile(model, "epsilon", seed="one-hot"), {"x": x, "target": np.full(6, -1, np.int64)})
+    np.testing.assert_allclose(out["relevance_x"].reshape(6, -1).sum(1), 1.0, atol=1e-3)

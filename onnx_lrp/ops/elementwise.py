@@ -8,15 +8,15 @@ from .registry import register
 ACTIVATIONS = ("Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "Elu", "Selu", "Celu", "Softplus",
                "Softsign", "HardSigmoid", "HardSwish", "Gelu", "Mish", "ThresholdedRelu", "Shrink")
 IDENTITIES = ("Identity", "Dropout", "BatchNormalization")
-WITH_CONSTANT = ("Add", "Sub", "Mul", "Div")
+WITH_CONSTANT = ("Sub", "Mul", "Div")  # Add: see merge.py
 
 
-def _one_data_input(step, ctx):
+def one_data_input(step, ctx):
     node = step.node
     live = [n for n in node.input if n and n in ctx.live]
     if len(live) != 1:
         return "combines several inputs that depend on the explained input (not supported yet)"
-    if node.op_type not in WITH_CONSTANT and node.input[0] != live[0]:
+    if node.op_type not in (*WITH_CONSTANT, "Add") and node.input[0] != live[0]:
         return "the explained input reaches a parameter input of this op, not its data input"
     if ctx.shapes.get(live[0]) != ctx.shapes.get(node.output[0]):
         return (f"broadcasts its input {ctx.shapes.get(live[0])} to a larger output "
@@ -24,6 +24,6 @@ def _one_data_input(step, ctx):
     return None
 
 
-@register(*ACTIVATIONS, *IDENTITIES, *WITH_CONSTANT, check=_one_data_input)
+@register(*ACTIVATIONS, *IDENTITIES, *WITH_CONSTANT, check=one_data_input)
 def pass_through(b, step, rel_outs):
     return {step.live_inputs[0]: rel_outs[0]}
