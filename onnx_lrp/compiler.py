@@ -123,7 +123,7 @@ def _record(model, plan, composite, params, seed):
     meta = {
         "onnx_lrp.version": __version__,
         "onnx_lrp.composite": composite,
-        "onnx_lrp.params": json.dumps({k: v for k, v in params.items() if v is not None}),
+        "onnx_lrp.params": json.dumps({k: np.asarray(v).tolist() for k, v in params.items() if v is not None}),
         "onnx_lrp.seed": seed,
         "onnx_lrp.explained_output": plan.model_output,
         "onnx_lrp.logits": plan.logits,

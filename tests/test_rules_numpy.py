@@ -2,7 +2,8 @@
 
 Each model is: layer under test -> (Flatten) -> final Gemm [N, classes], the final Gemm on the epsilon rule, so a
 dense (not one-hot) relevance reaches the layer under test. The reference applies epsilon to the final Gemm, then
-the rule under test, in float64.
+the rule under test, in float64. test_rule_where_z_is_zero puts the final Gemm on flat instead (its relevance is not
+a multiple of the layer's output), on exactly representable numbers, so outputs with z == 0 exactly get relevance.
 """
 import os
 import sys
@@ -42,9 +43,9 @@ CASES = [pytest.param(spec, name, params, 100 * k + s, id=f"{spec}-{s}")
          for k, (spec, name, params) in enumerate(RULE_CASES) for s in SEEDS]
 
 
-def _input(rng, shape, params):
-    """Signed values with exact zeros; clipped into the box for z-box."""
-    x = rng.standard_normal(shape) * 1.5
+def _input(rng, shape, params, exact=False):
+    """Signed values with exact zeros; clipped into the box for z-box. exact: small integers."""
+    x = rng.integers(-2, 3, shape).astype(np.float64) if exact else rng.standard_normal(shape) * 1.5
     x[rng.random(shape) < 0.25] = 0.0
     if "low" in params:
         x = np.clip(x, params["low"], params["high"])
@@ -68,52 +69,79 @@ def _finish(rng, nodes, inits, x, hidden_size, h_name):
     return model, wf, bf
 
 
-def _conv_case(seed, params):
+def _params(rng, shape, scale, exact):
+    """Random float32 parameters; exact: multiples of 0.5 in [-1, 1] without 0, so float32 sums are exact."""
+    if exact:
+        return rng.choice(np.float32([-1.0, -0.5, 0.5, 1.0]), shape)
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _conv_case(seed, params, bias=True, dead=False, exact=False):
+    """A random Conv; dead=True: its output channel 0 has zero weights; exact: see _params and _input."""
     rng = np.random.default_rng(seed)
     nd = 1 + seed % 3
-    depthwise = seed % 2 == 1
-    C = int(rng.choice([2, 3, 4])) if nd == 3 else int(rng.choice([2, 3, 4, 6]))
-    group = C if depthwise else int(rng.choice([g for g in range(1, C + 1) if C % g == 0]))
-    O = group * int(rng.integers(1, 3)) * (1 if depthwise else int(rng.integers(1, 3)))
+    mode = ("plain", "depthwise", "grouped", "depthwise")[seed % 4]
+    C = int(rng.choice([4, 6] if mode == "grouped" else [2, 3, 4]))
+    group = 1 if mode == "plain" else C if mode == "depthwise" else int(rng.choice([2, C // 2]))
+    O = group * int(rng.integers(1, 3))  # depthwise: channel multiplier 1 or 2
+    O = 2 * group if dead else O  # so that live channels remain
     kernel = [int(k) for k in rng.integers(1, 4 if nd < 3 else 3, nd)]
     strides = [int(s) for s in rng.integers(1, 3, nd)]
     dilations = [int(d) for d in rng.integers(1, 3, nd)]
-    pads = [int(p) for p in rng.integers(0, 3, 2 * nd)]  # asymmetric begin / end pads
+    reach = [min(2, (k - 1) * d) for k, d in zip(kernel, dilations)] * 2  # no window lies wholly in the padding
+    pads = [int(rng.integers(0, r + 1)) for r in reach]  # asymmetric begin / end pads
     max_size = {1: 10, 2: 7, 3: 5}[nd]
     spatial = [int(rng.integers((k - 1) * d + 1, max_size + 1)) for k, d in zip(kernel, dilations)]
-    x = _input(rng, (BATCH, C, *spatial), params)
-    w = (rng.standard_normal((O, C // group, *kernel)) / np.sqrt(C // group * np.prod(kernel))).astype(np.float32)
-    b = (rng.standard_normal(O) * 0.3).astype(np.float32)
+    x = _input(rng, (BATCH, C, *spatial), params, exact)
+    w = _params(rng, (O, C // group, *kernel), 1 / np.sqrt(C // group * np.prod(kernel)), exact)
+    b = _params(rng, O, 0.3, exact) if bias else None
+    if dead:
+        w[0] = 0.0
     layer = ref.Layer.conv(w, (C, *spatial), strides, pads, dilations, group)
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["h"], name="conv", kernel_shape=kernel, strides=strides,
-                              pads=pads, dilations=dilations, group=group)]
-    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
+    if exact and bias:  # make one output of sample 1 exactly 0: its bias cancels its weighted sum
+        b[0] = -layer.f(x[1:2].astype(np.float64), w.astype(np.float64))[(0, 0) + (0,) * nd]
+    nodes = [helper.make_node("Conv", ["x", "w"] + (["b"] if bias else []), ["h"], name="conv",
+                              kernel_shape=kernel, strides=strides, pads=pads, dilations=dilations, group=group)]
+    inits = [numpy_helper.from_array(w, "w")] + ([numpy_helper.from_array(b, "b")] if bias else [])
     model, wf, bf = _finish(rng, nodes, inits, x, int(np.prod(layer.out_shape)), "h")
     info = dict(nd=nd, C=C, O=O, group=group, kernel=kernel, strides=strides, pads=pads, dilations=dilations,
                 spatial=spatial)
     return model, x, layer, w, b, wf, bf, rng, info
 
 
-def _dense_case(seed, params):
-    """seed even: Gemm (random transB, alpha, beta, with or without bias); odd: MatMul + Add of a bias."""
+def _dense_case(seed, params, bias=True, dead=False, exact=False):
+    """seed even: Gemm (random transB, alpha, beta, with or without bias); odd: MatMul + Add of a bias.
+
+    bias=False: no bias at all (MatMul alone); dead=True: output 0 has zero weights; exact: see _params, _input."""
     rng = np.random.default_rng(seed)
     d_in, d_out = int(rng.integers(3, 9)), int(rng.integers(3, 9))
-    x = _input(rng, (BATCH, d_in), params)
-    w = (rng.standard_normal((d_in, d_out)) / np.sqrt(d_in)).astype(np.float32)  # x @ w
-    b = (rng.standard_normal(d_out) * 0.3).astype(np.float32)
+    x = _input(rng, (BATCH, d_in), params, exact)
+    w = _params(rng, (d_in, d_out), 1 / np.sqrt(d_in), exact)  # x @ w
+    b = _params(rng, d_out, 0.3, exact)
+    if dead:
+        w[:, 0] = 0.0
     if seed % 2 == 0:
         trans_b = (seed // 2) % 2
-        alpha = float(rng.choice([1.0, 0.7, -1.3]))
+        alpha = float(rng.choice([1.0, 0.5, -2.0] if exact else [1.0, 0.7, -1.3]))
         beta = float(rng.choice([1.0, 0.5, -2.0]))
-        with_bias = bool(rng.integers(0, 2))
+        with_bias = bool(rng.integers(0, 2)) and bias
+        if exact and with_bias:  # make output 0 of sample 1 exactly 0
+            b[0] = -alpha * float(x[1] @ w[:, 0]) / beta
         stored = (w.T if trans_b else w).copy()
         inits = [numpy_helper.from_array(stored, "w")] + ([numpy_helper.from_array(b, "b")] if with_bias else [])
         nodes = [helper.make_node("Gemm", ["x", "w"] + (["b"] if with_bias else []), ["h"], name="first",
                                   transB=trans_b, alpha=alpha, beta=beta)]
         w_ref, b_ref = alpha * w.astype(np.float64), beta * b.astype(np.float64) if with_bias else None
         info = dict(op="Gemm", transB=trans_b, alpha=alpha, beta=beta, bias=with_bias)
+    elif not bias:
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="first")]
+        inits = [numpy_helper.from_array(w, "w")]
+        w_ref, b_ref = w, None
+        info = dict(op="MatMul")
     else:
         bias_first = bool(rng.integers(0, 2))
+        if exact:
+            b[0] = -float(x[1] @ w[:, 0])
         nodes = [helper.make_node("MatMul", ["x", "w"], ["h0"], name="first"),
                  helper.make_node("Add", ["b", "h0"] if bias_first else ["h0", "b"], ["h"], name="bias_add")]
         inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
@@ -124,7 +152,9 @@ def _dense_case(seed, params):
     return model, x, ref.Layer.dense(w_ref), w_ref, b_ref, wf, bf, rng, info
 
 
-def _run_and_compare(model, x, layer, w, b, wf, bf, rng, info, rules, ref_rule, params, **compile_kw):
+def _run_and_compare(model, x, layer, w, b, wf, bf, rng, info, rules, ref_rule, params, final="epsilon",
+                     **compile_kw):
+    """final: the rule of the final Gemm, 'epsilon' (R at its input is a multiple of h) or 'flat' (it is not)."""
     compiled = onnx_lrp.compile(model, seed="one-hot", rules=rules, **compile_kw)
     session = ort.InferenceSession(compiled.SerializeToString(), providers=["CPUExecutionProvider"])
     target = rng.integers(0, CLASSES, BATCH).astype(np.int64)
@@ -139,7 +169,11 @@ def _run_and_compare(model, x, layer, w, b, wf, bf, rng, info, rules, ref_rule, 
     np.testing.assert_allclose(logits, z, rtol=1e-4, atol=1e-4 * np.abs(z).max(), err_msg=f"forward {info}")
     chosen = np.where(target < 0, logits.argmax(1), target)
     seed = np.eye(CLASSES)[chosen]
-    r_h = (hf * ((seed / ref.stab(z)) @ wf64)).reshape(h.shape)
+    if final == "epsilon":
+        r_h = (hf * ((seed / ref.stab(z)) @ wf64)).reshape(h.shape)
+    else:  # flat: n = f(1; 1) = the number of the final Gemm's inputs, R_in = 1^T (R / s(n))
+        ones = np.ones_like(wf64)
+        r_h = ((seed / ref.stab(np.ones((1, hf.shape[1])) @ ones.T)) @ ones).reshape(h.shape)
     expected = ref.lrp(ref_rule, layer, x64, r_h, w, b, **params)
 
     assert relevance.shape == x.shape
@@ -172,3 +206,18 @@ def test_conv_zbox_per_channel_bounds(seed):
     x = np.clip(x, low, high)
     _run_and_compare(model, x, layer, w, b, wf, bf, rng, info, rules=["Conv=z-box", "Gemm=epsilon"],
                      ref_rule="z-box", params={"low": low, "high": high}, low=low.tolist(), high=high.tolist())
+
+
+@pytest.mark.parametrize("spec, ref_rule, params, seed", [c for c in CASES if c.values[3] % 100 < 2])
+@pytest.mark.parametrize("kind", ["conv", "dense"])
+def test_rule_where_z_is_zero(kind, spec, ref_rule, params, seed):
+    """Exactly representable numbers, so some z are exactly 0 (cancellation; even seeds: no bias and a dead output),
+    and the final Gemm on flat gives them non-zero relevance: zero and gamma drop it, the others divide by +eps."""
+    bias = seed % 2 == 1
+    build = _conv_case if kind == "conv" else _dense_case
+    case = build(seed, params, bias=bias, dead=not bias, exact=True)
+    layer, x, w, b = case[2], case[1], case[3], case[4]
+    z = layer.f(x.astype(np.float64), np.asarray(w, np.float64), None if b is None else np.asarray(b, np.float64))
+    assert np.any(z == 0), "the case must hold outputs with z == 0 exactly"
+    rules = [f"Conv={spec}", "Gemm=flat"] if kind == "conv" else [f"first={spec}", "final=flat"]
+    _run_and_compare(*case, rules=rules, ref_rule=ref_rule, params=params, final="flat")

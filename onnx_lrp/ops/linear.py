@@ -136,8 +136,15 @@ class DenseOps:
         return b.op("MatMul", [g, w], scope, f"dense_T_{param.name}")
 
 
+def _constant_input_shape(b, layer):
+    """Batch-1 shape of a constant input; a dense layer acts on the last axis, so [1, in] broadcasts."""
+    if layer.kind == "conv":
+        return [1] + b.static_shape(layer.x, layer.nodes[0])[1:]
+    return [1, layer.weight.shape[0]]
+
+
 def _rule_input(b, layer, x, kind, rule, scope, cache):
-    """The tensor a term feeds its modified forward: a, a+, a-, or a batch-1 constant (ones, low, high)."""
+    """The tensor a term feeds its modified forward: a, a+, a-, a batch-1 constant of ones, or a - bound."""
     if kind in cache:
         return cache[kind]
     if kind == "a":
@@ -146,19 +153,19 @@ def _rule_input(b, layer, x, kind, rule, scope, cache):
         out = b.op("Relu", [x], scope, "input_pos")
     elif kind == "a-":
         out = b.op("Min", [x, b.scalar(0.0)], scope, "input_neg")
-    else:
-        # a dense layer acts on the last axis only, so [1, in] broadcasts over any leading axes
-        shape = [1] + b.static_shape(layer.x, layer.nodes[0])[1:] if layer.kind == "conv" else \
-            [1, layer.weight.shape[0]]
-        value = {"ones": 1.0, "low": rule.bounds[0] if rule.bounds else None,
-                 "high": rule.bounds[1] if rule.bounds else None}[kind]
+    elif kind == "ones":
+        out = b.const(np.ones(_constant_input_shape(b, layer), np.float32), scope, "input_ones")
+    else:  # a - low, a - high (z-box)
+        bound = rule.bounds[0] if kind == "a-low" else rule.bounds[1]
+        shape = _constant_input_shape(b, layer)
         try:
-            array = np.broadcast_to(np.asarray(value, np.float32), shape)
+            array = np.broadcast_to(np.asarray(bound, np.float32), shape)
         except ValueError:
             from ..errors import OnnxLrpError
-            raise OnnxLrpError(f"node '{scope}': the z-box bound {kind} with shape {np.shape(value)} does not "
-                               f"broadcast to the layer input {shape}; give a scalar or a per-channel bound.")
-        out = b.const(array, scope, f"input_{kind}")
+            raise OnnxLrpError(f"node '{scope}': the z-box bound with shape {list(np.shape(bound))} does not "
+                               f"broadcast to the layer input {shape}; give a scalar, or an array that "
+                               "broadcasts to the input (e.g. [1, C, 1, 1] for one bound per channel).") from None
+        out = b.op("Sub", [x, b.const(array, scope, kind.replace("a-", "bound_"))], scope, f"input_minus_{kind[2:]}")
     cache[kind] = out
     return out
 

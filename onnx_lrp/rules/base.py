@@ -14,8 +14,9 @@ from typing import Callable
 
 import numpy as np
 
-# what a term feeds into the modified forward: the layer input, its positive/negative part, ones, or the bounds
-INPUT_KINDS = ("a", "a+", "a-", "ones", "low", "high")
+# what a term feeds into the modified forward: the layer input, its positive/negative part, ones, or the
+# input's distance to the z-box bounds
+INPUT_KINDS = ("a", "a+", "a-", "ones", "a-low", "a-high")
 MASKS = (None, "z>0", "z<0")
 
 
