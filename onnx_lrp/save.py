@@ -17,6 +17,14 @@ def needs_external_data(model, threshold=None):
     return model.ByteSize() > (EXTERNAL_DATA_THRESHOLD if threshold is None else threshold)
 
 
+def _restore_inline_data(model, folder):
+    """onnx.save_model moved the weights out of the caller's model: read them back, leaving it as it was."""
+    load_external_data_for_model(model, folder)
+    for tensor in model.graph.initializer:
+        if tensor.HasField("data_location") and tensor.data_location == onnx.TensorProto.DEFAULT:
+            tensor.ClearField("data_location")
+
+
 def write_model(model, path, *, external_data_threshold=None):
     """Write `model` to `path` atomically. Over the threshold, the weights go to `<name>.data` beside it.
     Returns the list of files written. Nothing is left behind on failure."""
@@ -32,7 +40,7 @@ def write_model(model, path, *, external_data_threshold=None):
             data_name = os.path.basename(path) + ".data"
             onnx.save_model(model, staged, save_as_external_data=True, all_tensors_to_one_file=True,
                             location=data_name, size_threshold=1024)
-            load_external_data_for_model(model, tmpdir)  # give the caller its in-memory model back unchanged
+            _restore_inline_data(model, tmpdir)
             os.replace(os.path.join(tmpdir, data_name), os.path.join(folder, data_name))
             written.append(os.path.join(folder, data_name))
         else:
