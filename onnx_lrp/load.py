@@ -71,8 +71,9 @@ def check_and_upgrade(model, path=None):
     try:
         model = shape_inference.infer_shapes(model, check_type=True, data_prop=True)
     except Exception as exc:
-        raise OnnxLrpError(f"shape inference failed: {str(exc).strip().splitlines()[0]}. "
-                           "Export with fixed input sizes (only the batch may vary).", path=path) from None
+        raise OnnxLrpError(f"is inconsistent: ONNX shape inference fails with {str(exc).strip().splitlines()[0]}. "
+                           "Fix the exporter's output (onnx.shape_inference.infer_shapes shows the same).",
+                           path=path) from None
     return model
 
 

@@ -14,7 +14,10 @@ EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27
 
 
 def needs_external_data(model, threshold=None):
-    return model.ByteSize() > (EXTERNAL_DATA_THRESHOLD if threshold is None else threshold)
+    try:
+        return model.ByteSize() > (EXTERNAL_DATA_THRESHOLD if threshold is None else threshold)
+    except Exception:  # protobuf refuses even to size a message over 2 GB (EncodeError)
+        return True
 
 
 def _restore_inline_data(model, folder):
