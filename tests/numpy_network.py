@@ -12,6 +12,10 @@ rules (`numpy_lrp.lrp`) on numpy_lrp's `Layer`, and the other nodes follow /work
 * Flatten / Reshape move relevance back.
 
 Per-sample shapes are (C, H, W) for images and (F,) for feature vectors; arrays carry a leading batch dim.
+For comparing with a float32 evaluation of the same network: `relevance(..., pool_inputs=...)` decides MaxPool
+winners on the pool inputs as that evaluation computed them (with this module's own winner rule), `perturbed`
+gives a slightly perturbed copy (how far the result moves measures its conditioning), and `ambiguities` lists
+denominators whose sign is rounding noise.
 """
 from dataclasses import dataclass, field, replace
 

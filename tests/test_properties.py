@@ -2,20 +2,30 @@
 
 Hypothesis draws an architecture (a CNN: 1-3 Convs with random kernels, strides, pads, dilations and depthwise
 groups, activations, MaxPool / AveragePool, a residual block Conv-act-Conv + Add, GlobalAveragePool or
-Flatten / Reshape, 1-2 dense layers in Gemm / Gemm transB / MatMul+Add form; or an MLP, with a dense residual
-block), its weights (per layer a magnitude 1e-3, 1 or 1e3, a fraction of exact zeros up to all of them, dead
-output neurons, biases absent / zero / random) and its inputs (all-zero, signed, non-negative, sparse). The
-model is built with onnx.helper, compiled with a drawn composite or one drawn rule on every linear layer
-(rules=['*=RULE']), and run in onnxruntime with random targets. tests/numpy_network.py computes the same
-relevance in float64 with the single-layer rules of tests/numpy_lrp.py.
+Flatten / Reshape, 0-2 hidden dense layers and the logits in Gemm / Gemm transB / MatMul(+Add) form; or an
+MLP, with a dense residual block), its weights (per layer a magnitude 1e-3, 1 or 1e3, a fraction of exact zeros
+up to all of them, dead output neurons, biases absent / zero / random) and its inputs (all-zero, signed,
+non-negative, sparse; magnitude 1e-3, 1 or 1e3). The model is built with onnx.helper, compiled with each
+composite (drawn epsilon, gamma, alpha/beta, z-box bounds) or with each rule on every linear layer
+(rules=['*=RULE']), and run in onnxruntime with random targets (negative: the top class) and the one-hot or
+the logit seed. tests/numpy_network.py computes the same relevance in float64 with the single-layer rules of
+tests/numpy_lrp.py; the rules a composite gives each layer are read off lrp-rules.md (composite_rules below).
 
-Every example must give finite relevance that agrees with the reference to 1e-3 of max|reference|, plus a
-term for ill-conditioned examples: float32 (onnxruntime) and float64 (reference) legitimately differ where a
-denominator nearly cancels (epsilon, zero, gamma, residual / pooling Norm on signed activations) or a
-MaxPool / gamma sign decision nearly ties. That term is K times how far the reference itself moves when every
-weight and bias is multiplied by (1 + 1e-6 * N(0,1)): a perturbation 16x the float32 unit roundoff that keeps
-exact zeros (so exact ties and exact zero denominators stay exact). Where the reference does not move, the
-1e-3 bound is all there is; a wrong rule, a wrong bias term, a misrouted MaxPool or a NaN cannot hide in it.
+Every example must give finite relevance that agrees with the reference: max|ours - ref| <= RTOL * max|ref|
+plus a conditioning term. float32 (onnxruntime) and float64 (reference) legitimately differ where a
+denominator nearly cancels (epsilon, zero, gamma, z-box outside its box, and the Norm of pooling and residual
+sums over signed activations): the relevance through such a neuron is amplified, and so is float32's rounding.
+The term is K times how far the reference itself moves when every weight, bias and activation is multiplied
+by (1 + ETA * N(0, 1)), ETA = 16x float32's unit roundoff; exact zeros stay zero, so exact zero denominators
+stay exact. In a well-conditioned example it is negligible and RTOL = 1e-4 is the bound (measured there: at
+most about 3e-6), so a wrong rule, bias term, divisor, first-layer choice, routing or a NaN cannot hide.
+Two discrete decisions are not left to the float64 forward: which element of a MaxPool window wins is decided
+on the pool's input as onnxruntime computed it (exposed as an extra graph output), by the reference's own
+first-maximum-in-row-major-order rule: values equal in float32 but not in float64 (a saturated Elu, an
+average of equal numbers) are ties for the model. And an example with a denominator within 1e-5 of its terms'
+magnitude, yet not exactly 0 (its sign, hence the stabilizer's sign or gamma's mask, is rounding noise), is
+checked for finite relevance only (numpy_network.ambiguities; a few percent of the examples).
+Dedicated tests below construct zero denominators on purpose: such a neuron passes no relevance, never NaN.
 """
 import numpy as np
 import onnx
@@ -28,14 +38,15 @@ import numpy_network as nn
 import onnx_lrp
 from conftest import run
 
-RTOL = 1e-3  # relative to max|reference|
-EXAMPLES_PER_COMPOSITE, EXAMPLES_PER_RULE = 60, 40  # about 30 ms each
+RTOL = 1e-4  # relative to max|reference|
+EXAMPLES_PER_COMPOSITE, EXAMPLES_PER_RULE = 60, 40  # about 35 ms each: some 30 s for the whole file
 ETA, DRAWS, K = 1e-6, 2, 10.0  # the conditioning term: K * max over DRAWS perturbed references of |ref' - ref|
 FLOAT32_SAFE = 1e30  # reference magnitudes beyond this may overflow float32 in the rules without a stabilizer
-TINY = 1e-36  # float32 denormals: below ~1e-38 the relative precision of float32 is gone
+TINY = 1e-36  # float32 denormals: below ~1e-38 float32 has no relative precision left (large biases through
+# w-square, B^2 ~ 1e18, can shrink the relevance that far; the reference then says 1e-54, float32 says 0)
 
-SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
-                                                                        HealthCheck.data_too_large])
+SETTINGS = dict(deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 ACTIVATIONS = [None, "Relu", "LeakyRelu", "Tanh", "Sigmoid", "Elu"]
 
@@ -201,8 +212,8 @@ class Drawer:
             B[dead] = 0.0  # a dead output's z is exactly 0
         return W.astype(np.float32), None if B is None else B.astype(np.float32)
 
-    def activation(self, allow_none=True):
-        act = self.pick(ACTIVATIONS if allow_none else ACTIVATIONS[1:])
+    def activation(self):
+        act = self.pick(ACTIVATIONS)
         if act is None:
             return []
         if act in ("Tanh", "Sigmoid"):
@@ -220,7 +231,7 @@ class Drawer:
             return 1, s, 0, 0, 1
         return k, s, pb, pe, d
 
-    def conv(self, shape, channels=None, same=False):
+    def conv(self, shape, same=False):
         C = shape[0]
         if same:  # keeps the shape: for the residual body
             k, d = self.pick([1, 3]), self.pick([1, 2])
@@ -231,7 +242,7 @@ class Drawer:
             kernel, strides, dilations, pads = (kh, kw), (sh, sw), (dh, dw), (pth, ptw, peh, pew)
             depthwise = C > 1 and self.draw(st.booleans())
             group = C if depthwise else 1
-            O = C * self.int(1, 2) if depthwise else (channels or self.int(1, 4))
+            O = C * self.int(1, 2) if depthwise else self.int(1, 4)
         W, B = self.params((O, C // group) + tuple(kernel), C // group * kernel[0] * kernel[1], 0)
         return nn.Conv(W, B, tuple(strides), tuple(pads), tuple(dilations), group)
 
@@ -250,6 +261,13 @@ class Drawer:
         W, B = self.params((d_in, d_out), d_in, 1)
         return nn.Dense(W, B, self.pick(["gemm", "gemm_t", "matmul"]))
 
+    def residual(self, make_body):
+        """x + body(x), then maybe an activation; the sum is about as large as the larger of its terms."""
+        before = self.scale
+        body = make_body()
+        self.scale = max(before, self.scale)
+        return [nn.Residual(body, self.draw(st.booleans()))] + self.activation()
+
 
 def shape_after(nodes, shape):
     for node in nodes:
@@ -259,7 +277,7 @@ def shape_after(nodes, shape):
 
 @st.composite
 def networks(draw):
-    """(network, classes, input batch)."""
+    """(numpy_network.Network, number of classes, input batch, the numpy generator for targets and noise)."""
     g = Drawer(draw)
     classes = g.int(2, 5)
     x_scale = g.pick([1.0, 1.0, 1e-3, 1e3])
@@ -272,8 +290,7 @@ def networks(draw):
         for i in range(n_conv + 1):
             shape = shape_after(nodes, in_shape)
             if i == residual_at:
-                body = [g.conv(shape, same=True)] + g.activation() + [g.conv(shape, same=True)]
-                nodes += [nn.Residual(body, g.draw(st.booleans()))] + g.activation()
+                nodes += g.residual(lambda: [g.conv(shape, same=True)] + g.activation() + [g.conv(shape, same=True)])
             if i < n_conv:
                 nodes += [g.conv(shape_after(nodes, in_shape))] + g.activation()
                 nodes += g.pool(shape_after(nodes, in_shape))
@@ -289,8 +306,7 @@ def networks(draw):
         nodes += [g.dense(features, width)] + g.activation()
         features = width
         if not any(isinstance(n, nn.Residual) for n in nodes) and g.pick([False, False, True]):
-            body = [g.dense(width, width)] + g.activation() + [g.dense(width, width)]
-            nodes += [nn.Residual(body, g.draw(st.booleans()))] + g.activation()
+            nodes += g.residual(lambda: [g.dense(width, width)] + g.activation() + [g.dense(width, width)])
     nodes.append(g.dense(features, classes))
 
     batch = g.int(1, 3)
