@@ -71,7 +71,7 @@ def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabil
 
 def _emit(model, plan, seed):
     graph = model.graph
-    b = GraphBuilder(graph, tensor_shapes(graph), _constants(graph), default_opset(model))
+    b = GraphBuilder(graph, tensor_shapes(graph), default_opset(model))
     scope = "seed"
     logits = plan.logits
     top = b.op("ArgMax", [logits], scope, "top_class", axis=1, keepdims=0)
@@ -112,11 +112,6 @@ def _emit(model, plan, seed):
         dims = inputs[name].type.tensor_type.shape.dim
         shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in dims]
         graph.output.append(helper.make_tensor_value_info(f"relevance_{name}", TensorProto.FLOAT, shape))
-
-
-def _constants(graph):
-    from onnx import numpy_helper
-    return {i.name: numpy_helper.to_array(i) for i in graph.initializer}
 
 
 def _record(model, plan, composite, params, seed):

@@ -4,7 +4,7 @@ Every generated node and tensor is named `<scope>/lrp/<hint>` (ONNX Runtime's gr
 backward pass reads well in Netron and can never collide with a forward name.
 """
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from .errors import OnnxLrpError
 
@@ -12,11 +12,10 @@ from .errors import OnnxLrpError
 class GraphBuilder:
     """Collects new nodes and initializers, and knows the static shape of every forward tensor."""
 
-    def __init__(self, graph, shapes, constants, opset):
+    def __init__(self, graph, shapes, opset):
         self.nodes = []
         self.initializers = []
         self.shapes = shapes  # tensor name -> list of dims (int or None), batch first
-        self.constants = constants  # name -> numpy array of every initializer / folded constant
         self.opset = opset
         self._used = {n for node in graph.node for n in (*node.input, *node.output, node.name)}
         self._used |= {t.name for t in graph.initializer} | {i.name for i in graph.input}
@@ -46,7 +45,6 @@ class GraphBuilder:
         if key not in self._const_cache:
             name = self.fresh(scope, hint)
             self.initializers.append(numpy_helper.from_array(array, name))
-            self.constants[name] = array
             self._const_cache[key] = name
         return self._const_cache[key]
 
@@ -83,5 +81,3 @@ class GraphBuilder:
             return names[0]
         return self.op("Sum", names, scope, hint)
 
-
-FLOAT = TensorProto.FLOAT

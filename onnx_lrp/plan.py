@@ -10,6 +10,7 @@ from onnx import TensorProto
 
 from .composites import COMPOSITES
 from .errors import OnnxLrpError, UnsupportedNodesError
+from .load import tensor_shapes, tensor_types
 from .ops import REGISTRY
 from .ops.linear import read_conv, read_gemm, read_matmul
 from .passes.base import consumers, constant_arrays
@@ -92,7 +93,6 @@ def reads(node):
 
 def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), output=None, path=None):
     graph = model.graph
-    from .load import tensor_shapes, tensor_types
     shapes, types = tensor_shapes(graph), tensor_types(graph)
     constants = constant_arrays(graph)
     notes = []

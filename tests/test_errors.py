@@ -108,7 +108,6 @@ def test_control_flow(tmp_path, rng, op):
     body_out = helper.make_tensor_value_info("b_out", TensorProto.FLOAT, ["N", 4])
     if op == "If":
         branch = helper.make_graph([helper.make_node("Identity", ["h"], ["b_out"])], "branch", [], [body_out])
-        cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
         node = helper.make_node("If", ["cond"], ["logits"], name="control", then_branch=branch, else_branch=branch)
         extra = {"cond": np.array(True)}
     elif op == "Loop":

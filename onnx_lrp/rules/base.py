@@ -14,10 +14,9 @@ from typing import Callable
 
 import numpy as np
 
-# what a term feeds into the modified forward: the layer input, its positive/negative part, ones, or the
-# input's distance to the z-box bounds
-INPUT_KINDS = ("a", "a+", "a-", "ones", "a-low", "a-high")
-MASKS = (None, "z>0", "z<0")
+# Term.input, what a term feeds into its modified forward: the layer input "a", its positive / negative part
+# "a+" / "a-", "ones", or the input's distance to the z-box bounds "a-low" / "a-high".
+# Rule.masks, per denominator group: None, "z>0" or "z<0" (by the sign of the layer's original output z).
 
 
 @dataclass(frozen=True)
