@@ -24,6 +24,8 @@ def _parser():
     c.add_argument("--gamma", type=float, default=0.25, help="gamma of the Gamma rule (default 0.25)")
     c.add_argument("--alpha", type=float, default=2.0, help="alpha of the alpha-beta rule (default 2)")
     c.add_argument("--beta", type=float, default=1.0, help="beta of the alpha-beta rule (default 1)")
+    c.add_argument("--stabilizer", type=float, default=1e-6,
+                   help="stabilizer of every other rule and of the Norm of pooling and sums (default 1e-6)")
     c.add_argument("--low", type=float, help="lowest input value, for z-box (epsilon-gamma-box)")
     c.add_argument("--high", type=float, help="highest input value, for z-box (epsilon-gamma-box)")
     c.add_argument("--seed", choices=["logit", "one-hot"], default="logit",
@@ -47,7 +49,7 @@ def _compile(args):
         raise OnnxLrpError(f"the output folder {folder} does not exist. Create it or choose another -o.", path=out)
     notes = []
     model = compile_model(src, args.composite, epsilon=args.epsilon, gamma=args.gamma, alpha=args.alpha,
-                          beta=args.beta, low=args.low, high=args.high, seed=args.seed, output=args.output,
+                          beta=args.beta, low=args.low, high=args.high, stabilizer=args.stabilizer, seed=args.seed, output=args.output,
                           rules=args.rule, notes=notes)
     for note in notes:
         print(note, file=sys.stderr)

@@ -17,6 +17,7 @@ from .load import check_and_upgrade, default_opset, read_model, tensor_shapes
 from .ops import REGISTRY
 from .passes import canonicalize
 from .plan import make_plan
+from .rules.base import check_positive
 
 SEEDS = ("logit", "one-hot")
 TARGET = "target"
@@ -49,6 +50,10 @@ def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabil
     notes = [] if notes is None else notes
     if seed not in SEEDS:
         raise OnnxLrpError(f"unknown seed '{seed}'; choose one of: {', '.join(SEEDS)}", path=path)
+    try:
+        stabilizer = check_positive("stabilizer", stabilizer)
+    except ValueError as exc:
+        raise OnnxLrpError(str(exc), path=path) from None
     params = dict(DEFAULT_PARAMS, epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low, high=high,
                   stabilizer=stabilizer)
     source = read_model(path) if path else copy.deepcopy(model)
@@ -60,7 +65,7 @@ def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabil
     model = check_and_upgrade(model, path)  # shapes of the rewritten graph
     plan = make_plan(model, composite, params, rules, output, path)
     notes.extend(plan.notes)
-    _emit(model, plan, seed)
+    _emit(model, plan, seed, params["stabilizer"])
     _record(model, plan, composite, params, seed)
     _finish_versions(model, source_ir)
     _remove_unused_initializers(model.graph)
@@ -69,9 +74,9 @@ def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabil
     return model
 
 
-def _emit(model, plan, seed):
+def _emit(model, plan, seed, norm_stabilizer):
     graph = model.graph
-    b = GraphBuilder(graph, tensor_shapes(graph), default_opset(model))
+    b = GraphBuilder(graph, tensor_shapes(graph), default_opset(model), norm_stabilizer)
     scope = "seed"
     logits = plan.logits
     top = b.op("ArgMax", [logits], scope, "top_class", axis=1, keepdims=0)

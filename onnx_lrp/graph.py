@@ -12,11 +12,12 @@ from .errors import OnnxLrpError
 class GraphBuilder:
     """Collects new nodes and initializers, and knows the static shape of every forward tensor."""
 
-    def __init__(self, graph, shapes, opset):
+    def __init__(self, graph, shapes, opset, norm_stabilizer=1e-6):
         self.nodes = []
         self.initializers = []
         self.shapes = shapes  # tensor name -> list of dims (int or None), batch first
         self.opset = opset
+        self.norm_stabilizer = norm_stabilizer  # Norm of pooling and residual sums: the composite's stabilizer
         self._used = {n for node in graph.node for n in (*node.input, *node.output, node.name)}
         self._used |= {t.name for t in graph.initializer} | {i.name for i in graph.input}
         self._const_cache = {}

@@ -276,3 +276,23 @@ def test_residual_block_conserves_relevance(rng):
     # without positive contributions (as Zennit's ZPlus does), which is not conservative by design.
     out = run(onnx_lrp.compile(model, "epsilon", seed="one-hot"), {"x": x, "target": np.full(6, -1, np.int64)})
     np.testing.assert_allclose(out["relevance_x"].reshape(6, -1).sum(1), 1.0, atol=1e-3)
+
+
+def test_norm_of_pooling_and_sums_uses_the_composite_stabilizer(rng):
+    """Zennit's composites give their `stabilizer` to the Norm of pooling and Sum too (layer_map_base)."""
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["g"], name="gap"),
+             helper.make_node("Add", ["g", "g"], ["s"], name="sum"),
+             helper.make_node("Flatten", ["s"], ["logits"], name="flatten")]
+    model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 2, 2])],
+                       [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])], {})
+    x = (0.01 * rng.normal(size=(2, 3, 2, 2))).astype(np.float32)
+    eps = 0.1
+    out = run(onnx_lrp.compile(model, stabilizer=eps, seed="one-hot"), {"x": x, "target": np.array([0, 2])})
+
+    def stab(z):
+        return z + eps * np.where(z < 0, -1.0, 1.0)
+    g = x.astype(np.float64).mean(axis=(2, 3), keepdims=True)
+    seed = np.eye(3)[[0, 2]][:, :, None, None]
+    r_g = 2 * g * seed / stab(2 * g)  # the sum g + g gives both shares back to g
+    expected = x * (r_g / stab(g)) / 4
+    np.testing.assert_allclose(out["relevance_x"], expected, rtol=1e-5, atol=1e-9)

@@ -431,22 +431,17 @@ def _dead_neuron_net(kind, bias, rng):
     """Linear layer with output 0 dead (zero weights, zero or no bias) -> Sigmoid (so the dead neuron's
     activation is 0.5 and takes relevance from above) -> [GlobalAveragePool, Flatten] -> a Gemm whose class 0
     reads only neuron 0 and class 1 only the live neurons."""
+    B = np.array([0.0, 0.3, -0.2], np.float32) if bias else None
     if kind == "conv":
         W = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
-        first = nn.Conv(W, None, (1, 1), (1, 1, 1, 1))
+        W[0] = 0.0
+        first = nn.Conv(W, B, (1, 1), (1, 1, 1, 1))
         middle, x = [nn.GlobalAvgPool(), nn.Flatten()], rng.standard_normal((2, 2, 4, 4))
     else:
         W = rng.standard_normal((5, 3)).astype(np.float32)
-        first = nn.Dense(W, None, "gemm")
+        W[:, 0] = 0.0
+        first = nn.Dense(W, B, "gemm")
         middle, x = [], rng.standard_normal((2, 5))
-    W_dead = first.W.copy()
-    if kind == "conv":
-        W_dead[0] = 0.0
-    else:
-        W_dead[:, 0] = 0.0
-    first.W = W_dead
-    if bias:
-        first.B = np.array([0.0, 0.3, -0.2], np.float32)
     head = nn.Dense(np.array([[1.0, 0.0], [0.0, 1.0], [0.0, -0.5]], np.float32), None, "gemm")
     return nn.Network(x.shape[1:], [first, nn.Act("Sigmoid")] + middle + [head]), x.astype(np.float32)
 

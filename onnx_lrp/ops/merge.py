@@ -4,9 +4,6 @@ ResNet canonizer gives its `Sum` module. With one activation and constants, Add 
 from .elementwise import one_data_input
 from .registry import register
 
-NORM_EPS = 1e-6
-
-
 def _merge_check(step, ctx):
     node = step.node
     live = [n for n in node.input if n and n in ctx.live]
@@ -21,9 +18,9 @@ def _merge_check(step, ctx):
 @register("Add", "Sum", check=_merge_check)
 def add_norm(b, step, rel_outs):
     node, scope = step.node, step.name
-    if len(set(step.live_inputs)) == 1 and node.input.count(step.live_inputs[0]) == 1:
+    if len(set(step.live_inputs)) == 1 and list(node.input).count(step.live_inputs[0]) == 1:
         return {step.live_inputs[0]: rel_outs[0]}
-    ratio = b.divide_stabilized(rel_outs[0], node.output[0], NORM_EPS, scope)
+    ratio = b.divide_stabilized(rel_outs[0], node.output[0], b.norm_stabilizer, scope)
     relevance = {}
     for k, x in enumerate(node.input):
         if x in step.live_inputs and x not in relevance:

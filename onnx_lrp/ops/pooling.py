@@ -6,9 +6,6 @@ import numpy as np
 from .geometry import spatial_geometry, transpose_pads
 from .registry import attrs_of, register
 
-NORM_EPS = 1e-6
-
-
 def _no_storage_order(step, ctx):
     node = step.node
     if attrs_of(node).get("storage_order", 0):
@@ -39,7 +36,7 @@ def averagepool_norm(b, step, rel_outs):
     node, x, z, scope = step.node, step.node.input[0], step.node.output[0], step.name
     geo = spatial_geometry(b, node, attrs_of(node)["kernel_shape"])
     channels = b.static_shape(x, node)[1]
-    ratio = b.divide_stabilized(rel_outs[0], z, NORM_EPS, scope)
+    ratio = b.divide_stabilized(rel_outs[0], z, b.norm_stabilizer, scope)
     # 1/divisor per window = AveragePool(ones) / (real inputs in the window); constant subgraph, folded by runtimes
     pool_attrs = {a.name: a for a in node.attribute}
     ones = b.const(np.ones([1, 1] + geo["in_spatial"], np.float32), scope, "ones")
@@ -62,6 +59,6 @@ def averagepool_norm(b, step, rel_outs):
 def global_averagepool_norm(b, step, rel_outs):
     node, x, z, scope = step.node, step.node.input[0], step.node.output[0], step.name
     area = float(np.prod(b.static_shape(x, node)[2:]))
-    ratio = b.divide_stabilized(rel_outs[0], z, NORM_EPS, scope)
+    ratio = b.divide_stabilized(rel_outs[0], z, b.norm_stabilizer, scope)
     share = b.op("Div", [ratio, b.scalar(area)], scope, "share")
     return {x: b.op("Mul", [x, share], scope, "relevance")}
