@@ -7,7 +7,7 @@ from . import __version__
 from .composites import COMPOSITES, DEFAULT_COMPOSITE
 from .errors import OnnxLrpError
 from .rules import RULES
-from .save import write_model
+from .save import check_output_folder, write_model
 
 
 def _parser():
@@ -44,13 +44,11 @@ def _compile(args):
     if os.path.exists(src) and os.path.exists(out) and os.path.samefile(src, out):
         raise OnnxLrpError("the output file is the input model; onnx-lrp never overwrites its input. "
                            "Choose another -o.", path=src)
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):  # checked before the (possibly long) compilation
-        raise OnnxLrpError(f"the output folder {folder} does not exist. Create it or choose another -o.", path=out)
+    check_output_folder(out)
     notes = []
     model = compile_model(src, args.composite, epsilon=args.epsilon, gamma=args.gamma, alpha=args.alpha,
-                          beta=args.beta, low=args.low, high=args.high, stabilizer=args.stabilizer, seed=args.seed, output=args.output,
-                          rules=args.rule, notes=notes)
+                          beta=args.beta, low=args.low, high=args.high, stabilizer=args.stabilizer, seed=args.seed,
+                          output=args.output, rules=args.rule, notes=notes)
     for note in notes:
         print(note, file=sys.stderr)
     written = write_model(model, out)

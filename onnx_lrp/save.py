@@ -28,13 +28,20 @@ def _restore_inline_data(model, folder):
             tensor.ClearField("data_location")
 
 
+def check_output_folder(path):
+    """Fail early, before a long compilation, when the folder to write into does not exist."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(folder):
+        raise OnnxLrpError(f"the output folder {folder} does not exist. Create it or choose another -o.",
+                           path=os.fspath(path))
+    return folder
+
+
 def write_model(model, path, *, external_data_threshold=None):
     """Write `model` to `path` atomically. Over the threshold, the weights go to `<name>.data` beside it.
     Returns the list of files written. Nothing is left behind on failure."""
     path = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        raise OnnxLrpError(f"the output folder {folder} does not exist. Create it or choose another -o.", path=path)
+    folder = check_output_folder(path)
     tmpdir = tempfile.mkdtemp(prefix=".onnx-lrp-", dir=folder)
     written = []
     try:

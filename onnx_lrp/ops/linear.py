@@ -184,10 +184,7 @@ def apply_rule(b, layer, rule, relevance, scope):
             for t in rule.terms]
     ratios = []
     for group, mask in enumerate(rule.masks):
-        members = [(t, o) for t, o in zip(rule.terms, outs) if t.group == group]
-        denominator = members[0][1]
-        for t, o in members[1:]:
-            denominator = b.op("Add" if t.sign > 0 else "Sub", [denominator, o], scope, "denominator")
+        denominator = b.sum([o for t, o in zip(rule.terms, outs) if t.group == group], scope, "denominator")
         ratio = b.divide_stabilized(relevance, denominator, rule.stabilizer, scope)
         if mask:
             keep = b.op("Greater" if mask == "z>0" else "Less", [layer.z, b.scalar(0.0)], scope, "sign_mask")

@@ -6,6 +6,7 @@ import numpy as np
 from .geometry import spatial_geometry, transpose_pads
 from .registry import attrs_of, register
 
+
 def _no_storage_order(step, ctx):
     node = step.node
     if attrs_of(node).get("storage_order", 0):

@@ -3,7 +3,7 @@
 For a linear layer f(a; W, B) and the relevance R at its output, every rule computes
 
     out_k = f(input_k(a); param_k(W), param_k(B) if bias_k)          one modified forward per term k
-    D_j   = sum_k sign_k * out_k   over the terms of group j         (Zennit's gradient_mapper)
+    D_j   = sum_k out_k   over the terms of group j                  (Zennit's gradient_mapper)
     g_j   = mask_j(z) * R / stabilize(D_j)
     R_in  = sum_k coef_k * input_k(a) * param_k(W)^T g_group(k)      (Zennit's reducer; no product for 'ones')
 
@@ -48,13 +48,12 @@ class Term:
     param: ParamMod
     bias: bool
     group: int = 0
-    sign: float = 1.0
     coef: float = 1.0
 
     @property
     def reuses_forward(self):
         """The unmodified forward with bias is the layer's own output: reuse it instead of computing it again."""
-        return self.input == "a" and self.param == IDENTITY and self.bias and self.sign == 1.0
+        return self.input == "a" and self.param == IDENTITY and self.bias
 
 
 @dataclass(frozen=True)
