@@ -12,6 +12,8 @@ from .composites import COMPOSITES
 from .errors import OnnxLrpError, UnsupportedNodesError
 from .load import tensor_shapes, tensor_types
 from .ops import REGISTRY
+from .ops.embedding import embedding_source
+from .ops.movement import MOVEMENT_OPS
 from .ops.linear import read_conv, read_gemm, read_matmul
 from .passes.base import consumers, constant_arrays
 from .rules import Rule, parse_rule_spec
@@ -31,6 +33,7 @@ class Step:
     live_inputs: list
     layer: object = None
     rule: Rule = None
+    extra: object = None  # what the op's check worked out at plan time for its emitter (a source map, axes, ...)
 
 
 @dataclass
@@ -40,6 +43,8 @@ class PlanContext:
     types: dict
     live: set
     users: dict
+    producers: dict
+    opsets: list
 
 
 @dataclass
@@ -53,27 +58,45 @@ class Plan:
 
     def describe(self):
         return [{"node": s.name, "op": "+".join(n.op_type for n in s.layer.nodes) if s.layer else s.node.op_type,
-                 "rule": s.rule.describe() if s.rule else _DEFAULT_RELEVANCE.get(s.kind, "pass")}
+                 "rule": s.rule.describe() if s.rule else _describe_default(s)}
                 for s in self.steps]
 
 
 _DEFAULT_RELEVANCE = {"MaxPool": "winner-takes-all", "AveragePool": "norm", "GlobalAveragePool": "norm",
+                      "ReduceMean": "norm", "ReduceSum": "norm", "Add": "norm", "Sum": "norm",
                       "Flatten": "reshape", "Reshape": "reshape", "Squeeze": "reshape", "Unsqueeze": "reshape",
-                      "Transpose": "transpose"}
+                      "Transpose": "transpose", "Concat": "split back", "Split": "concat back",
+                      "Embedding": "sum over the embedding", **{op: "route copies" for op in MOVEMENT_OPS}}
+_INT_TYPES = {TensorProto.INT64, TensorProto.INT32}
 
 
-def _pick_output(graph, types, output, path):
+def _describe_default(step):
+    if step.kind == "Mul" and step.extra:
+        return "pass (SiLU: x*sigmoid(x))" if step.extra[2] else "gate: the signal takes all"
+    if step.kind in ("Add", "Sum") and len(step.live_inputs) == 1:
+        return "pass"
+    return _DEFAULT_RELEVANCE.get(step.kind, "pass")
+
+
+def _explained_tensor(name, producer):
+    """A ZipMap (scikit-learn converters) turns the probabilities into a list of maps: explain its input."""
+    node = producer.get(name)
+    return node.input[0] if node is not None and node.op_type == "ZipMap" else name
+
+
+def _pick_output(graph, types, producer, output, path):
     names = [o.name for o in graph.output]
+    is_float = lambda name: types.get(_explained_tensor(name, producer)) in FLOAT_TYPES  # noqa: E731
     if output is not None:
         if output not in names:
             raise OnnxLrpError(f"--output '{output}' matches no model output; the outputs are: {', '.join(names)}",
                                path=path)
-        if types.get(output) not in FLOAT_TYPES:
+        if not is_float(output):
             raise OnnxLrpError(f"output '{output}' is not a float tensor (type "
                                f"{TensorProto.DataType.Name(types.get(output, 0))}); relevance explains a float "
                                "score. Pick a float output with --output.", path=path)
         return output
-    floats = [n for n in names if types.get(n) in FLOAT_TYPES]
+    floats = [n for n in names if is_float(n)]
     if not floats:
         raise OnnxLrpError(f"the model has no float output to explain (outputs: {', '.join(names)}).", path=path)
     return floats[0]
@@ -96,10 +119,9 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
     shapes, types = tensor_shapes(graph), tensor_types(graph)
     constants = constant_arrays(graph)
     notes = []
-    model_output = _pick_output(graph, types, output, path)
-
     producer = {o: n for n in graph.node for o in n.output if o}
-    logits = model_output
+    model_output = _pick_output(graph, types, producer, output, path)
+    logits = _explained_tensor(model_output, producer)
     while logits in producer and producer[logits].op_type == "Identity":
         logits = producer[logits].input[0]
     if logits in producer and producer[logits].op_type in FINAL_SOFTMAX:
@@ -113,25 +135,37 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
                            "[batch, classes] score with a known number of classes.", path=path)
 
     init_names = {i.name for i in graph.initializer}
-    candidates = [i.name for i in graph.input if i.name not in init_names and types.get(i.name) in FLOAT_TYPES]
-    live = set(candidates)
+    model_inputs = [i.name for i in graph.input if i.name not in init_names]
+    float_inputs = {n for n in model_inputs if types.get(n) in FLOAT_TYPES}
+    int_inputs = {n for n in model_inputs if types.get(n) in _INT_TYPES}
+    embeddings = {id(node): source for node in graph.node
+                  if (source := embedding_source(node, constants, producer, int_inputs))}
+    is_float = lambda name: types.get(name, TensorProto.FLOAT) in FLOAT_TYPES  # noqa: E731
+    live = set(float_inputs)
     for node in graph.node:
-        if any(n in live for n in reads(node)):
-            live.update(o for o in node.output if o and types.get(o, TensorProto.FLOAT) in FLOAT_TYPES)
+        if id(node) in embeddings or any(n in live for n in reads(node)):
+            live.update(o for o in node.output if o and is_float(o))
     needed = {logits}
     for node in reversed(graph.node):
         if any(o in needed for o in node.output):
             needed.update(reads(node))
-    explained = [n for n in candidates if n in needed]
+    looked_up = {source for node in graph.node if id(node) in embeddings and node.output[0] in needed
+                 for source in [embeddings[id(node)]]}
+    explained = [n for n in model_inputs if (n in float_inputs and n in needed) or n in looked_up]
     if logits not in live or not explained:
-        raise OnnxLrpError(f"the output '{logits}' does not depend on any float model input; nothing to explain.",
-                           path=path)
+        raise OnnxLrpError(f"the output '{logits}' depends on no float model input and on no token ids that feed "
+                           "an embedding table; nothing to explain.", path=path)
 
-    ctx = PlanContext(constants, shapes, types, live, consumers(graph))
+    ctx = PlanContext(constants, shapes, types, live, consumers(graph), producer, list(model.opset_import))
     steps, problems, fused = [], [], set()
     for node in graph.node:
-        if id(node) in fused or not any(n in live for n in reads(node)) or not any(o in needed for o in node.output):
+        if id(node) in fused or not any(o in needed for o in node.output):
             continue
+        if id(node) in embeddings:
+            steps.append(Step(node.name, "Embedding", node, [node.output[0]], [embeddings[id(node)]]))
+            continue
+        if not any(n in live for n in reads(node)) or not any(o in live for o in node.output):
+            continue  # reads no explained tensor, or yields only integers (Shape, ArgMax): carries no relevance
         live_inputs = [n for n in node.input if n in live]
         step = Step(node.name, node.op_type, node, [o for o in node.output if o], live_inputs)
         if node.domain not in ("", "ai.onnx"):

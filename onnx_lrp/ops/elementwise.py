@@ -8,7 +8,7 @@ from .registry import register
 ACTIVATIONS = ("Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "Elu", "Selu", "Celu", "Softplus",
                "Softsign", "HardSigmoid", "HardSwish", "Gelu", "Mish", "ThresholdedRelu", "Shrink")
 IDENTITIES = ("Identity", "Dropout", "BatchNormalization")
-WITH_CONSTANT = ("Sub", "Mul", "Div")  # Add: see merge.py
+WITH_CONSTANT = ("Sub", "Mul", "Div")  # Add: see merge.py; Mul of two activations: gate.py
 
 
 def one_data_input(step, ctx):
@@ -24,6 +24,6 @@ def one_data_input(step, ctx):
     return None
 
 
-@register(*ACTIVATIONS, *IDENTITIES, *WITH_CONSTANT, check=one_data_input)
+@register(*ACTIVATIONS, *IDENTITIES, "Sub", "Div", check=one_data_input)
 def pass_through(b, step, rel_outs):
     return {step.live_inputs[0]: rel_outs[0]}

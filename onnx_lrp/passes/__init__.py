@@ -3,8 +3,9 @@ from .batchnorm import FoldBatchNorm
 from .cleanup import RemoveIdentities
 from .constants import ConstantsToInitializers, FoldConstants
 from .naming import NameNodes
+from .shapes import FoldShapes
 
-CANONICALIZE = (NameNodes(), ConstantsToInitializers(), FoldConstants(), RemoveIdentities(), FoldBatchNorm())
+CANONICALIZE = (NameNodes(), ConstantsToInitializers(), FoldShapes(), FoldConstants(), RemoveIdentities(), FoldBatchNorm())
 
 
 def canonicalize(model, notes):

@@ -1,0 +1,100 @@
+"""Ops that copy elements of one input to places in the output: Slice, Gather (constant indices), Pad, Expand,
+Tile, Resize (nearest), DepthToSpace, SpaceToDepth.
+
+Relevance goes back along the copies, as Zennit's plain gradient routes it: an output element hands its relevance
+to the input element it was copied from, copies of one element add up, padding takes nothing. Which element went
+where is found once at compile time by running the op (onnx.reference) on a numbered tensor of the input's static
+shape. The backward is then one ScatterElements(add) per op, the same for every op of this family.
+"""
+import numpy as np
+from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from .registry import attrs_of, register
+
+MOVEMENT_OPS = ("Slice", "Gather", "Pad", "Expand", "Tile", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth")
+_PROBE_BATCH = 2  # a symbolic batch is probed with two samples, to check the op keeps samples apart
+
+
+def _evaluate(node, data, ctx, opsets):
+    """Run `node` on `data` (its first input); the other inputs are the model's constants. Padding reads 0."""
+    feeds = {node.input[0]: data}
+    for k, name in enumerate(node.input[1:], start=1):
+        if name:
+            value = ctx.constants[name]
+            if node.op_type == "Pad" and k == 2:
+                value = np.zeros_like(value, dtype=np.float64)
+            feeds[name] = value
+    graph = helper.make_graph([node], "probe", [], [helper.make_tensor_value_info(node.output[0], 1, None)],
+                              initializer=[numpy_helper.from_array(np.asarray(v), n) for n, v in feeds.items()])
+    model = helper.make_model(graph, opset_imports=opsets)
+    return ReferenceEvaluator(model).run(None, {})[0]
+
+
+def source_map(step, ctx):
+    """(map, per_sample) or an error string. map[k] = the flat input index output element k copies, -1 for padding;
+    per sample (map over one sample's elements) when the batch is symbolic, over the whole tensor when it is fixed."""
+    node = step.node
+    x = node.input[0]
+    if [n for n in node.input if n and n in ctx.live] != [x]:
+        return "the explained input reaches an index, shape or parameter input of this op"
+    missing = [n for n in node.input[1:] if n and n not in ctx.constants]
+    if missing:
+        return f"its inputs {missing} are computed at run time; onnx-lrp needs them constant to route relevance"
+    if node.op_type in ("Resize", "Upsample") and attrs_of(node).get("mode", b"nearest") != b"nearest":
+        return "only nearest-neighbour Resize copies elements; linear/cubic interpolation has no relevance rule yet"
+    dims = ctx.shapes.get(x)
+    if dims is None or any(d is None for d in dims[1:]) or not dims:
+        return f"its input '{x}' has no static shape {dims}; export with fixed input sizes"
+    out_dims = ctx.shapes.get(node.output[0])
+    if not out_dims or out_dims[0] != dims[0]:
+        return "this op mixes or moves the batch dimension; relevance is routed per sample only"
+    symbolic_batch = dims[0] is None
+    shape = [_PROBE_BATCH if symbolic_batch else dims[0]] + list(dims[1:])
+    numbered = np.arange(1, int(np.prod(shape)) + 1, dtype=np.float64).reshape(shape)
+    try:
+        out = np.asarray(_evaluate(node, numbered, ctx, ctx.opsets))
+    except Exception as exc:  # noqa: BLE001 - reported as an unsupported node
+        return f"cannot trace where this op copies elements ({type(exc).__name__}: {exc})"
+    flat = np.rint(out).astype(np.int64) - 1
+    if not symbolic_batch:
+        return flat.reshape(-1), False
+    per_sample = int(np.prod(shape[1:]))
+    if out.shape[0] != _PROBE_BATCH:
+        return "this op mixes or moves the batch dimension; relevance is routed per sample only"
+    first, second = flat[0].reshape(-1), flat[1].reshape(-1)
+    valid = first >= 0
+    if not (np.array_equal(second[valid], first[valid] + per_sample) and np.all(second[~valid] < 0)
+            and np.all(first[valid] < per_sample)):
+        return "this op mixes or moves the batch dimension; relevance is routed per sample only"
+    return first, True
+
+
+def _check(step, ctx):
+    result = source_map(step, ctx)
+    if isinstance(result, str):
+        return result
+    step.extra = result
+    return None
+
+
+@register(*MOVEMENT_OPS, check=_check)
+def scatter_back(b, step, rel_outs):
+    """R_in[source[k]] += R_out[k] over every output element k that copies an input element."""
+    (source, per_sample), x, scope = step.extra, step.node.input[0], step.name
+    flat_r = b.op("Reshape", [rel_outs[0], b.const(np.array([0 if per_sample else 1, -1], np.int64), scope,
+                                                   "rows", np.int64)], scope, "relevance_rows")
+    valid = np.flatnonzero(source >= 0)
+    if valid.size < source.size:  # padding: those outputs copy no input element and pass nothing
+        flat_r = b.op("Gather", [flat_r, b.const(valid, scope, "copied", np.int64)], scope, "copied_relevance",
+                      axis=1)
+    rows = b.op("Shape", [flat_r], scope, "rows_shape")
+    index = b.op("Expand", [b.const(source[valid][None, :], scope, "source_index", np.int64), rows], scope,
+                 "index")
+    size = int(np.prod(b.static_shape(x, step.node)[1:])) if per_sample else int(np.prod(b.shapes[x]))
+    zeros_shape = b.op("Concat", [b.op("Shape", [flat_r], scope, "batch", start=0, end=1),
+                                  b.const(np.array([size], np.int64), scope, "size", np.int64)], scope,
+                       "zeros_shape", axis=0)
+    zeros = b.op("ConstantOfShape", [zeros_shape], scope, "zeros")
+    scattered = b.op("ScatterElements", [zeros, index, flat_r], scope, "scatter", axis=1, reduction="add")
+    return {x: b.op("Reshape", [scattered, b.op("Shape", [x], scope, "input_shape")], scope, "relevance")}
