@@ -1,11 +1,12 @@
 """Canonicalization passes, run in this order before planning."""
 from .batchnorm import FoldBatchNorm
-from .cleanup import RemoveIdentities
+from .cleanup import InitializersOutOfInputs, RemoveIdentities
 from .constants import ConstantsToInitializers, FoldConstants
 from .naming import NameNodes
 from .shapes import FoldShapes
 
-CANONICALIZE = (NameNodes(), ConstantsToInitializers(), FoldShapes(), FoldConstants(), RemoveIdentities(), FoldBatchNorm())
+CANONICALIZE = (NameNodes(), InitializersOutOfInputs(), ConstantsToInitializers(), FoldShapes(), FoldConstants(),
+                RemoveIdentities(), FoldBatchNorm())
 
 
 def canonicalize(model, notes):

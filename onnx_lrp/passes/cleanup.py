@@ -17,3 +17,17 @@ class RemoveIdentities(Pass):
             rename_input(graph, node.output[0], node.input[0])
             doomed.append(node)
         remove_nodes(graph, doomed)
+
+
+class InitializersOutOfInputs(Pass):
+    """IR < 4 files list every initializer among the graph inputs too. The compiled file is IR >= 8, where those
+    entries would only make onnxruntime treat the weights as overridable inputs (and warn on every load)."""
+    name = "initializers-out-of-inputs"
+
+    def run(self, model, notes):
+        initializers = {i.name for i in model.graph.initializer}
+        keep = [i for i in model.graph.input if i.name not in initializers]
+        if len(keep) < len(model.graph.input):
+            del model.graph.input[:]
+            model.graph.input.extend(keep)
+            model.ir_version = max(model.ir_version, 4)  # IR 4 is where initializers stopped being inputs
