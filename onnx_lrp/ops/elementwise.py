@@ -7,7 +7,7 @@ from .registry import register
 
 ACTIVATIONS = ("Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "Elu", "Selu", "Celu", "Softplus",
                "Softsign", "HardSigmoid", "HardSwish", "Gelu", "Mish", "ThresholdedRelu", "Shrink")
-IDENTITIES = ("Identity", "Dropout", "BatchNormalization")
+IDENTITIES = ("Identity", "Dropout", "BatchNormalization", "Cast")  # Cast: only float-to-float casts are live
 WITH_CONSTANT = ("Sub", "Mul", "Div")  # Add: see merge.py; Mul of two activations: gate.py
 
 

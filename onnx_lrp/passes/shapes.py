@@ -1,23 +1,37 @@
-"""Fold the Shape subgraphs exporters write for Reshape targets: Shape of a tensor whose dims are static becomes a
-constant, and so does a Gather of static dims out of a Shape whose batch dim is symbolic. FoldConstants then
-folds what follows (Unsqueeze, Concat, ...)."""
+"""Fold the Shape subgraphs exporters write for Reshape targets and chunk sizes (`x.view(n, g, c // g, h, w)`,
+`x.chunk(2, 1)`): a Shape of static dims becomes a constant, and so does a Gather of static dims out of a Shape
+whose batch dim is symbolic. FoldConstants then folds what follows (Unsqueeze, Concat, Div, ...). Each round can
+make more shapes static (a folded Reshape target fixes its output's shape), so rounds repeat, with fresh shape
+inference, until nothing more folds."""
 import numpy as np
-from onnx import numpy_helper
+from onnx import helper, numpy_helper, shape_inference
 
 from ..load import tensor_shapes
 from .base import Pass, consumers, graph_output_names, remove_nodes
+from .constants import FoldConstants
+
+MAX_ROUNDS = 32
+_SMALL = 64  # initializers up to this size keep their values for shape inference (reshape targets, axes)
 
 
 class FoldShapes(Pass):
     name = "fold-shapes"
 
     def run(self, model, notes):
+        for _ in range(MAX_ROUNDS):
+            if not any(n.op_type == "Shape" for n in model.graph.node) or not self._fold_once(model):
+                return
+            FoldConstants().run(model, notes)
+
+    def _fold_once(self, model):
         graph = model.graph
-        shapes, users, outputs = tensor_shapes(graph), consumers(graph), graph_output_names(graph)
+        shapes, users, outputs = _inferred_shapes(model), consumers(graph), graph_output_names(graph)
         constants = {i.name: i for i in graph.initializer}
         doomed = []
         for node in graph.node:
             if node.op_type != "Shape" or node.domain not in ("", "ai.onnx") or node.input[0] not in shapes:
+                continue
+            if node.output[0] in outputs:
                 continue
             dims = _shape_slice(node, shapes[node.input[0]])
             if all(d is not None for d in dims):
@@ -28,11 +42,32 @@ class FoldShapes(Pass):
                 index = constants.get(gather.input[1]) if gather.op_type == "Gather" else None
                 if index is None or gather.output[0] in outputs:
                     continue
-                picked = np.take(np.array(dims, dtype=object), numpy_helper.to_array(index).astype(np.int64))
-                if all(d is not None for d in np.ravel(picked)):
+                picked = np.asarray(np.take(np.array(dims, dtype=object),
+                                            numpy_helper.to_array(index).astype(np.int64)), dtype=object)
+                if all(d is not None for d in picked.reshape(-1)):
                     graph.initializer.append(numpy_helper.from_array(picked.astype(np.int64), gather.output[0]))
                     doomed.append(gather)
         remove_nodes(graph, doomed)
+        return bool(doomed)
+
+
+def _inferred_shapes(model):
+    """Shapes from a fresh inference on a light copy: large weights become typed graph inputs, values unneeded."""
+    light = helper.make_model(helper.make_graph([], model.graph.name, list(model.graph.input),
+                                                list(model.graph.output)),
+                              opset_imports=list(model.opset_import))
+    light.ir_version = max(model.ir_version, 4)
+    light.graph.node.extend(model.graph.node)
+    for init in model.graph.initializer:
+        if int(np.prod(init.dims)) <= _SMALL:
+            light.graph.initializer.append(init)
+        else:
+            light.graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    try:
+        light = shape_inference.infer_shapes(light, data_prop=True)
+    except Exception:  # noqa: BLE001 - fall back to what the model already says
+        return tensor_shapes(model.graph)
+    return tensor_shapes(light.graph)
 
 
 def _shape_slice(node, dims):
