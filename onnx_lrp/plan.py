@@ -149,8 +149,7 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
     for node in reversed(graph.node):
         if any(o in needed for o in node.output):
             needed.update(reads(node))
-    looked_up = {source for node in graph.node if id(node) in embeddings and node.output[0] in needed
-                 for source in [embeddings[id(node)]]}
+    looked_up = {embeddings[id(node)] for node in graph.node if id(node) in embeddings and node.output[0] in needed}
     explained = [n for n in model_inputs if (n in float_inputs and n in needed) or n in looked_up]
     if logits not in live or not explained:
         raise OnnxLrpError(f"the output '{logits}' depends on no float model input and on no token ids that feed "
