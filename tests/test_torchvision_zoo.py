@@ -155,7 +155,7 @@ def conservation_cases():
             yield pytest.param(name, composite, marks=marks, id=f"{name}-{composite}")
 
 
-@pytest.mark.parametrize("name, composite", conservation_cases())
+@pytest.mark.parametrize("name, composite", list(conservation_cases()))
 def test_relevance_is_conserved_without_bias(name, composite):
     (input_name, _), = inputs(name).items()
     sums = compiled_outputs(name, composite)[f"relevance_{input_name}"].reshape(BATCH, -1).sum(1)
