@@ -48,31 +48,19 @@ from torchvision.models.mobilenetv2 import InvertedResidual, MobileNetV2
 from torchvision.models.resnet import BasicBlock, ResNet
 from torchvision.models.vgg import VGG, cfgs, make_layers
 from zennit.attribution import Gradient
-from zennit.canonizers import AttributeCanonizer, CompositeCanonizer, SequentialMergeBatchNorm
-from zennit.composites import (EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, EpsilonGammaBox, EpsilonPlus,
-                               EpsilonPlusFlat, LayerMapComposite, layer_map_base)
+from zennit.canonizers import AttributeCanonizer, CompositeCanonizer
 from zennit.layer import Sum
-from zennit.rules import Epsilon
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
-from zennit.types import Linear as AnyLinear
+
+from make_reference import HIGH, LOW, ExactMergeBatchNorm, composites, randomize  # tools/: shared with it
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_DIR = os.path.join(ROOT, "models", "parity")
 DATA_DIR = os.path.join(ROOT, "tests", "data", "parity")
-LOW, HIGH = -3.0, 3.0  # input bounds for z-box (inputs are clipped to them), as in tools/make_reference.py
 N_SAMPLES = 4
 
 
 # ---------------------------------------------------------------------------------------------------- canonizers
-class ExactMergeBatchNorm(SequentialMergeBatchNorm):
-    """Zennit 0.5.1's sequential BN merge, made exact as in Zennit 1.0.0 (the merged BN computes the identity)."""
-
-    @staticmethod
-    def merge_batch_norm(modules, batch_norm):
-        SequentialMergeBatchNorm.merge_batch_norm(modules, batch_norm)
-        batch_norm.eps = 0.0
-
-
 class ExactResNetCanonizer(CompositeCanonizer):
     """Zennit's ResNetCanonizer with the exact BN merge."""
 
@@ -108,34 +96,6 @@ class MobileNetV2Canonizer(CompositeCanonizer):
 
     def __init__(self):
         super().__init__((ExactMergeBatchNorm(), InvertedResidualCanonizer()))
-
-
-def composites(canonizers):
-    c = lambda: [type(k)() for k in canonizers]  # noqa: E731  fresh canonizer instances per composite
-    return {
-        "epsilon": LayerMapComposite(layer_map=layer_map_base() + [(AnyLinear, Epsilon())], canonizers=c()),
-        "epsilon-plus": EpsilonPlus(canonizers=c()),
-        "epsilon-plus-flat": EpsilonPlusFlat(canonizers=c()),
-        "epsilon-gamma-box": EpsilonGammaBox(low=LOW, high=HIGH, canonizers=c()),
-        "epsilon-alpha2-beta1": EpsilonAlpha2Beta1(canonizers=c()),
-        "epsilon-alpha2-beta1-flat": EpsilonAlpha2Beta1Flat(canonizers=c()),
-    }
-
-
-def randomize(model, generator):
-    """Non-zero biases everywhere; BatchNorm statistics and affine parameters far from the identity
-    (as tools/make_reference.py)."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) and m.bias is not None:
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=generator))
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                c = m.num_features
-                m.running_mean.copy_(0.2 * torch.randn(c, generator=generator))
-                m.running_var.copy_(0.5 + torch.rand(c, generator=generator))
-                m.weight.copy_(0.8 + 0.4 * torch.rand(c, generator=generator))
-                m.bias.copy_(0.1 * torch.randn(c, generator=generator))
-    return model.eval()
 
 
 def calibrate(model, generator, x):
