@@ -128,6 +128,22 @@ def zennit_relevance(model, canonizers, composite_name, x, target, dtype):
     return relevance.detach().numpy()
 
 
+def reference_data(name, model, canonizers, x, relevance=zennit_relevance):
+    """The .npz content: inputs, targets (cycling over the classes), logits, and for every composite Zennit's
+    relevance in float32 and float64; prints Zennit's own float32 error per composite."""
+    with torch.no_grad():
+        logits = model(x)
+    target = np.arange(len(x)) % logits.shape[1]
+    data = {"x": x.numpy(), "target": target, "logits": logits.numpy()}
+    for comp in composites(canonizers):
+        f32 = data[f"{comp}/f32"] = relevance(model, canonizers, comp, x, target, torch.float32)
+        f64 = data[f"{comp}/f64"] = relevance(model, canonizers, comp, x, target, torch.float64)
+        err = np.abs(f32 - f64).max() / np.abs(f64).max()
+        print(f"{name:22s} {comp:26s} zennit f32 vs f64: {err:.2e}  "
+              f"sum R (f64) {f64.sum(axis=tuple(range(1, f64.ndim)))[:3]}", flush=True)
+    return data
+
+
 def out_classes(model, x):
     with torch.no_grad():
         return model(x[:1]).shape[1]
@@ -153,18 +169,7 @@ def main(names):
         pristine = copy.deepcopy(model)
         onnx_path = os.path.join(ROOT, "models", f"{name}.onnx")
         export(pristine, x, onnx_path, folding, softmax)
-        with torch.no_grad():
-            logits = model(x)
-        classes = logits.shape[1]
-        target = np.arange(len(x)) % classes
-        data = {"x": x.numpy(), "target": target, "logits": logits.numpy()}
-        for comp in composites(canonizers):
-            data[f"{comp}/f32"] = zennit_relevance(model, canonizers, comp, x, target, torch.float32)
-            data[f"{comp}/f64"] = zennit_relevance(model, canonizers, comp, x, target, torch.float64)
-            f32, f64 = data[f"{comp}/f32"], data[f"{comp}/f64"]
-            err = np.abs(f32 - f64).max() / np.abs(f64).max()
-            print(f"{name:16s} {comp:26s} zennit f32 vs f64: {err:.2e}  sum R (f64) {f64.sum(axis=tuple(range(1, f64.ndim)))[:3]}",
-                  flush=True)
+        data = reference_data(name, model, canonizers, x)
         np.savez_compressed(os.path.join(ROOT, "tests", "data", f"{name}.npz"), **data)
         print(f"wrote models/{name}.onnx and tests/data/{name}.npz", flush=True)
 

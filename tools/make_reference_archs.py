@@ -52,7 +52,8 @@ from zennit.canonizers import AttributeCanonizer, CompositeCanonizer
 from zennit.layer import Sum
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 
-from make_reference import HIGH, LOW, ExactMergeBatchNorm, composites, randomize  # tools/: shared with it
+from make_reference import (HIGH, LOW, ExactMergeBatchNorm, composites, out_classes,  # tools/: shared with it
+                            randomize, reference_data)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_DIR = os.path.join(ROOT, "models", "parity")
@@ -247,11 +248,6 @@ def embedding_relevance(model, composite, ids, target, dtype):
     return relevance.sum(-1).numpy()
 
 
-def out_classes(model, x):
-    with torch.no_grad():
-        return model(x[:1]).shape[1]
-
-
 def export(model, x, path, input_name, constant_folding):
     model = copy.deepcopy(model)
     torch.onnx.export(model, (x[:2],), path, input_names=[input_name], output_names=["logits"],
@@ -270,18 +266,7 @@ def main(names):
         pristine = copy.deepcopy(model)
         onnx_path = os.path.join(MODEL_DIR, f"{name}.onnx")
         export(pristine, x, onnx_path, input_name, constant_folding)
-        with torch.no_grad():
-            logits = model(x)
-        classes = logits.shape[1]
-        target = np.arange(len(x)) % classes
-        data = {"x": x.numpy(), "target": target, "logits": logits.numpy()}
-        for comp in composites(canonizers):
-            data[f"{comp}/f32"] = zennit_relevance(model, canonizers, comp, x, target, torch.float32)
-            data[f"{comp}/f64"] = zennit_relevance(model, canonizers, comp, x, target, torch.float64)
-            f32, f64 = data[f"{comp}/f32"], data[f"{comp}/f64"]
-            err = np.abs(f32 - f64).max() / np.abs(f64).max()
-            print(f"{name:22s} {comp:26s} zennit f32 vs f64: {err:.2e}  "
-                  f"sum R (f64) {f64.sum(axis=tuple(range(1, f64.ndim)))[:3]}", flush=True)
+        data = reference_data(name, model, canonizers, x, relevance=zennit_relevance)
         np.savez_compressed(os.path.join(DATA_DIR, f"{name}.npz"), **data)
         size = os.path.getsize(onnx_path) / 2 ** 20
         params = sum(p.numel() for p in model.parameters())
