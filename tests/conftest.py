@@ -5,6 +5,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+import onnx_lrp
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "models")
 DATA = os.path.join(ROOT, "tests", "data")
@@ -17,6 +19,22 @@ def run(model, feeds):
     assert session.get_providers() == ["CPUExecutionProvider"]
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(None, feeds)))
+
+
+_compiled = {}
+
+
+def compiled_once(path, composite, seed, **options):
+    """onnx_lrp.compile, once per session for each (file, composite, seed): parity tests reuse the result."""
+    key = (path, composite, seed)
+    if key not in _compiled:
+        _compiled[key] = onnx_lrp.compile(path, composite, seed=seed, **options)
+    return _compiled[key]
+
+
+def relative_error(ours, ref):
+    """max|ours - ref| / max|ref|: the parity measure of the Zennit comparisons."""
+    return float(np.abs(ours - ref).max() / np.abs(ref).max())
 
 
 @pytest.fixture

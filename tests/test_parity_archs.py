@@ -35,25 +35,17 @@ import pytest
 from onnx import TensorProto
 
 import onnx_lrp
-from conftest import ROOT, run
+from conftest import ROOT, compiled_once, relative_error, run
 
 MODELS = f"{ROOT}/models/parity"
 DATA = f"{ROOT}/tests/data/parity"
 INPUTS = {"resnet18_quarter": "input", "vgg16_bn_eighth": "input", "mobilenet_v2_quarter": "input",
           "text_embedding_mlp": "ids"}
 BOUNDS = dict(low=-3.0, high=3.0)  # the z-box bounds tools/make_reference_archs.py gave Zennit
-_compiled = {}
 
 
 def compiled(name, composite, seed="one-hot"):
-    key = (name, composite, seed)
-    if key not in _compiled:
-        _compiled[key] = onnx_lrp.compile(f"{MODELS}/{name}.onnx", composite, seed=seed, **BOUNDS)
-    return _compiled[key]
-
-
-def relative_error(ours, ref):
-    return float(np.abs(ours - ref).max() / np.abs(ref).max())
+    return compiled_once(f"{MODELS}/{name}.onnx", composite, seed, **BOUNDS)
 
 
 def feeds(name, data):

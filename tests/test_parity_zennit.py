@@ -9,22 +9,14 @@ import numpy as np
 import pytest
 
 import onnx_lrp
-from conftest import DATA, MODELS, run
+from conftest import DATA, MODELS, compiled_once, relative_error, run
 
 PARITY_MODELS = ["mlp_tabular", "minivgg_cifar10", "bn_avgpool_cnn", "conv1d_sequence"]
 BOUNDS = dict(low=-3.0, high=3.0)  # the z-box bounds tools/make_reference.py gave Zennit
-_compiled = {}
 
 
 def compiled(name, composite, seed):
-    key = (name, composite, seed)
-    if key not in _compiled:
-        _compiled[key] = onnx_lrp.compile(f"{MODELS}/{name}.onnx", composite, seed=seed, **BOUNDS)
-    return _compiled[key]
-
-
-def relative_error(ours, ref):
-    return float(np.abs(ours - ref).max() / np.abs(ref).max())
+    return compiled_once(f"{MODELS}/{name}.onnx", composite, seed, **BOUNDS)
 
 
 @pytest.mark.parametrize("composite", list(onnx_lrp.COMPOSITES))

@@ -42,13 +42,17 @@ def recipe_of(array):
     return f"fill normal mean={float(a.mean())!r} std={float(a.std())!r}"
 
 
-def fill(recipe, shape, dtype, rng):
+def _parse(recipe):
+    """(kind, regex match) of a fill recipe."""
     for kind, pattern in _RECIPES.items():
         match = pattern.match(recipe)
         if match:
-            break
-    else:
-        raise ValueError(f"unknown fill recipe {recipe!r}")
+            return kind, match
+    raise ValueError(f"unknown fill recipe {recipe!r}")
+
+
+def fill(recipe, shape, dtype, rng):
+    kind, match = _parse(recipe)
     if kind == "zeros":
         return np.zeros(shape, dtype)
     if kind == "const":
@@ -96,12 +100,7 @@ def scaled(recipe, factor):
     """The recipe of `factor` (> 0) times the tensor `recipe` makes (from the same random draws)."""
     if not factor > 0:
         raise ValueError(f"scale factor {factor} is not positive")
-    for kind, pattern in _RECIPES.items():
-        match = pattern.match(recipe)
-        if match:
-            break
-    else:
-        raise ValueError(f"unknown fill recipe {recipe!r}")
+    kind, match = _parse(recipe)
     if kind == "zeros":
         return recipe
     if kind == "const":
