@@ -28,7 +28,6 @@ no opset-17 implementations: it writes opset 18, tries to convert to 17 and fail
 optimizer also drops the all-zero biases and writes the global average pool as ReduceMean.
 """
 import argparse
-import copy
 import io
 import logging
 import os
@@ -40,13 +39,13 @@ import onnx
 import onnxruntime as ort
 import torch
 import torchvision
-from onnx import numpy_helper
 from torch import nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "models", "torchvision")
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from zoo import MAX_KEPT, SIZE, WEIGHT_SEED, fill_model, materialize, recipe_of, scaled  # noqa: E402
+from zoo import SIZE, WEIGHT_SEED, materialize  # noqa: E402
+from skeleton import calibrate, skeletonize  # noqa: E402
 
 OPSET = 17
 # name: (builder, exporter). The input is [N, 3, SIZE, SIZE] with a dynamic N; SIZE (64) is the smallest size at
@@ -120,52 +119,6 @@ def export(model, name, exporter):
         logging.getLogger().removeHandler(handler)
     notes = sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0][:160]}" for w in caught}) + logged
     return proto, notes
-
-
-def skeletonize(model):
-    """Strip the data of every float initializer over MAX_KEPT elements; a fill recipe goes into its doc_string."""
-    stripped = 0
-    for t in model.graph.initializer:
-        if t.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE) or int(np.prod(t.dims)) <= MAX_KEPT:
-            continue
-        array = numpy_helper.to_array(t)
-        recipe = recipe_of(array)
-        dims, dtype, tname = list(t.dims), t.data_type, t.name
-        t.Clear()
-        t.name, t.data_type, t.doc_string = tname, dtype, recipe
-        t.dims.extend(dims)
-        stripped += 1
-    return stripped
-
-
-def calibrate(skeleton, seed=WEIGHT_SEED):
-    """Rescale the recipes so that the materialized model itself has unit mean-square outputs at every Conv, Gemm,
-    MatMul and BatchNormalization: node by node in graph order, the node's weight (or BatchNorm scale) recipe is
-    multiplied by 1 / sqrt(mean square of its output) on a random batch; the model is bias-free, so the output
-    scales by that factor. Without it the deeper activations of MobileNetV3 and EfficientNet vanish or explode,
-    depending on the draw. Returns the factors applied."""
-    model = fill_model(copy.deepcopy(skeleton), seed)
-    recipes = {t.name: t for t in skeleton.graph.initializer if t.doc_string.startswith("fill ")}
-    weights = {t.name: t for t in model.graph.initializer}
-    x = np.random.default_rng(3).normal(size=(4, 3, SIZE, SIZE)).astype(np.float32)
-    factors = []
-    for node in list(model.graph.node):
-        if node.op_type not in ("Conv", "Gemm", "MatMul", "BatchNormalization") or len(node.input) < 2 or \
-                node.input[1] not in recipes or recipes[node.input[1]].doc_string == "fill zeros":
-            continue
-        probe = copy.deepcopy(model)
-        del probe.graph.output[:]
-        probe.graph.output.append(onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, None))
-        s = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-        out = s.run(None, {s.get_inputs()[0].name: x})[0].astype(np.float64)
-        factor = float(1.0 / np.sqrt(np.mean(out ** 2)))
-        assert np.isfinite(factor), f"{node.name}: output mean square {np.mean(out ** 2)}"
-        recipe = recipes[node.input[1]]
-        recipe.doc_string = scaled(recipe.doc_string, factor)
-        w = weights[node.input[1]]
-        w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * np.float32(factor), w.name))
-        factors.append(factor)
-    return factors
 
 
 def record(model, exporter, name, notes):
