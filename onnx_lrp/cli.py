@@ -34,7 +34,22 @@ def _parser():
     c.add_argument("--rule", action="append", default=[], metavar="PATTERN=RULE[:key=value,...]",
                    help=f"give matching linear nodes (op type or node-name glob) a rule: {', '.join(RULES)}; "
                         "the first matching --rule wins")
+    c.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2,...",
+                   help="fix an input's dims (repeatable); a non-integer entry keeps that dim symbolic, "
+                        "e.g. x=N,3,48,192")
     return p
+
+
+def parse_input_shapes(specs):
+    """['x=N,3,48,192', ...] -> {'x': ['N', 3, 48, 192]}; digits are sizes, other entries symbolic names."""
+    shapes = {}
+    for spec in specs:
+        name, eq, dims = spec.partition("=")
+        entries = dims.split(",")
+        if not eq or not name or any(not e.strip() for e in entries):
+            raise OnnxLrpError(f"--input-shape '{spec}' is not of the form NAME=D1,D2,... (e.g. x=N,3,224,224)")
+        shapes[name] = [int(e) if e.strip().isdigit() else e.strip() for e in entries]
+    return shapes
 
 
 def _compile(args):
@@ -48,7 +63,8 @@ def _compile(args):
     notes = []
     model = compile_model(src, args.composite, epsilon=args.epsilon, gamma=args.gamma, alpha=args.alpha,
                           beta=args.beta, low=args.low, high=args.high, stabilizer=args.stabilizer, seed=args.seed,
-                          output=args.output, rules=args.rule, notes=notes)
+                          output=args.output, rules=args.rule, input_shapes=parse_input_shapes(args.input_shape),
+                          notes=notes)
     for note in notes:
         print(note, file=sys.stderr)
     written = write_model(model, out)

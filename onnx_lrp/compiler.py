@@ -13,7 +13,7 @@ from . import __version__
 from .composites import DEFAULT_COMPOSITE, DEFAULT_PARAMS
 from .errors import OnnxLrpError
 from .graph import GraphBuilder
-from .load import check_and_upgrade, default_opset, read_model, tensor_shapes
+from .load import check_and_upgrade, default_opset, fill_interface, override_input_shapes, read_model, tensor_shapes
 from .ops import REGISTRY
 from .passes import canonicalize
 from .plan import make_plan
@@ -24,18 +24,22 @@ TARGET = "target"
 
 
 def compile(model, composite=DEFAULT_COMPOSITE, *, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=1.0, low=None,
-            high=None, stabilizer=1e-6, seed="logit", output=None, rules=(), notes=None, verify=True):
+            high=None, stabilizer=1e-6, seed="logit", output=None, rules=(), input_shapes=None, notes=None,
+            verify=True):
     """Compile `model` (a path or an onnx.ModelProto) into a relevance graph; returns an onnx.ModelProto.
 
     rules: 'PATTERN=RULE[:key=value,...]' overrides; PATTERN is an op type (Conv, Gemm, MatMul) or a node-name
-    glob. notes: a list that receives what the compiler tells the user (folded BatchNorms, a cut Softmax).
+    glob. input_shapes: {input name: [dim, ...]} fixes dynamic input dims (an int fixes one, a string keeps it
+    symbolic), as onnxsim's --overwrite-input-shape. notes: a list that receives what the compiler tells the user
+    (folded BatchNorms, a cut Softmax).
     Raises OnnxLrpError, and only that, for any problem: with the model, with the options, or inside onnx-lrp
     (then the message says "internal error" and the original exception is chained as __cause__).
     """
     path = None if isinstance(model, onnx.ModelProto) else model
     try:
         return _compile(model, composite, epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low, high=high,
-                        stabilizer=stabilizer, seed=seed, output=output, rules=rules, notes=notes, verify=verify)
+                        stabilizer=stabilizer, seed=seed, output=output, rules=rules, input_shapes=input_shapes,
+                        notes=notes, verify=verify)
     except OnnxLrpError:
         raise
     except (Exception, RecursionError) as exc:
@@ -44,8 +48,8 @@ def compile(model, composite=DEFAULT_COMPOSITE, *, epsilon=1e-6, gamma=0.25, alp
                            path=None if path is None else os.fspath(path)) from exc
 
 
-def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabilizer, seed, output, rules, notes,
-             verify):
+def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabilizer, seed, output, rules,
+             input_shapes, notes, verify):
     path = None if isinstance(model, onnx.ModelProto) else os.fspath(model)
     notes = [] if notes is None else notes
     if seed not in SEEDS:
@@ -60,6 +64,8 @@ def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabil
     if not path and not source.graph.node:
         raise OnnxLrpError("the model holds no nodes.")
     source_ir = source.ir_version
+    fill_interface(source)
+    override_input_shapes(source, input_shapes, path)
     model = check_and_upgrade(source, path)
     canonicalize(model, notes)
     model = check_and_upgrade(model, path)  # shapes of the rewritten graph

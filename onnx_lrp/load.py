@@ -1,6 +1,7 @@
 """Load and check: read the file safely, refuse what cannot work, upgrade old opsets, infer static shapes."""
 import os
 
+import numpy as np
 import onnx
 from onnx import shape_inference, version_converter
 
@@ -54,8 +55,67 @@ def read_model(path):
     return model
 
 
+def fill_interface(model):
+    """As lenient as onnxruntime: graph outputs with no type or shape (common after graph surgery) get the inferred
+    ones, and dims written as a negative dim_value (paddle2onnx's -1) become symbolic."""
+    for vi in (*model.graph.input, *model.graph.output, *model.graph.value_info):
+        for k, dim in enumerate(vi.type.tensor_type.shape.dim):
+            if dim.HasField("dim_value") and dim.dim_value < 0:
+                dim.dim_param = "N" if k == 0 else f"{vi.name}_dim{k}"
+    incomplete = [o for o in model.graph.output
+                  if not o.type.tensor_type.elem_type or not o.type.tensor_type.HasField("shape")]
+    if not incomplete:
+        return
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - the checker below reports what is wrong
+        return
+    known = {vi.name: vi for vi in (*inferred.graph.output, *inferred.graph.value_info)}
+    for output in incomplete:
+        if output.name in known and known[output.name].type.tensor_type.elem_type:
+            output.type.CopyFrom(known[output.name].type)
+
+
+def override_input_shapes(model, input_shapes, path=None):
+    """Fix input dims, as onnxsim's --overwrite-input-shape: {name: [dim, ...]}, an int fixes a dim, a string keeps
+    it symbolic under that name. Then refuse inputs whose dims beyond the batch are still unknown."""
+    inputs = {i.name: i for i in model.graph.input}
+    for name, dims in (input_shapes or {}).items():
+        if name not in inputs:
+            raise OnnxLrpError(f"--input-shape names '{name}', which is not a model input; the inputs are: "
+                               f"{', '.join(inputs)}", path=path)
+        shape = inputs[name].type.tensor_type.shape
+        if len(dims) != len(shape.dim):
+            raise OnnxLrpError(f"--input-shape gives {len(dims)} dims for input '{name}', which has "
+                               f"{len(shape.dim)} ({_dims_text(shape.dim)})", path=path)
+        for dim, value in zip(shape.dim, dims):
+            dim.Clear()
+            if isinstance(value, (int, np.integer)) and value > 0:
+                dim.dim_value = int(value)
+            elif isinstance(value, str) and value and not value.lstrip("-").isdigit():
+                dim.dim_param = value
+            else:
+                raise OnnxLrpError(f"--input-shape for '{name}': {value!r} is neither a positive size nor a name "
+                                   "for a symbolic dim", path=path)
+    weights = {i.name for i in model.graph.initializer}
+    for name, vi in inputs.items():
+        dims = vi.type.tensor_type.shape.dim
+        if name in weights:
+            continue
+        if any(not d.HasField("dim_value") for d in list(dims)[1:]):
+            example = ",".join(["N"] + [str(d.dim_value) if d.HasField("dim_value") else "SIZE" for d in dims[1:]])
+            raise OnnxLrpError(f"input '{name}' has dims [{_dims_text(dims)}]: sizes beyond the batch must be known. "
+                               f"Fix them with --input-shape {name}={example} (Python: input_shapes={{'{name}': "
+                               f"[...]}}); a name instead of a number keeps that dim symbolic.", path=path)
+
+
+def _dims_text(dims):
+    return ", ".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+
+
 def check_and_upgrade(model, path=None):
     """Full checker, opset upgrade to >= MIN_OPSET, and shape inference."""
+    fill_interface(model)
     try:
         onnx.checker.check_model(model, full_check=False)
     except Exception as exc:

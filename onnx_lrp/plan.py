@@ -6,9 +6,11 @@ emitter. Every node the compiler cannot handle is collected, so they are all rep
 import fnmatch
 from dataclasses import dataclass, field
 
+import numpy as np
 from onnx import TensorProto
 
 from .composites import COMPOSITES
+from .dataflow import Dataflow
 from .errors import OnnxLrpError, UnsupportedNodesError
 from .load import tensor_shapes, tensor_types
 from .ops import REGISTRY
@@ -21,6 +23,7 @@ from .rules import Rule, parse_rule_spec
 FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 CONTROL_FLOW = {"If", "Loop", "Scan"}
 FINAL_SOFTMAX = {"Softmax", "LogSoftmax"}
+_CLASS_KEEPING = {"Identity", "Dropout", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast"}
 LINEAR_KIND = {"Conv": "conv", "Gemm": "dense", "MatMul": "dense"}
 
 
@@ -45,6 +48,8 @@ class PlanContext:
     users: dict
     producers: dict
     opsets: list
+    params: dict = None
+    flow: Dataflow = None
 
 
 @dataclass
@@ -71,10 +76,8 @@ _INT_TYPES = {TensorProto.INT64, TensorProto.INT32}
 
 
 def _describe_default(step):
-    if step.kind == "Mul" and step.extra:
-        return "pass (SiLU: x*sigmoid(x))" if step.extra[2] else "gate: the signal takes all"
-    if step.kind in ("Add", "Sum") and len(step.live_inputs) == 1:
-        return "pass"
+    if hasattr(step.extra, "describe"):
+        return step.extra.describe()
     return _DEFAULT_RELEVANCE.get(step.kind, "pass")
 
 
@@ -122,12 +125,10 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
     producer = {o: n for n in graph.node for o in n.output if o}
     model_output = _pick_output(graph, types, producer, output, path)
     logits = _explained_tensor(model_output, producer)
-    while logits in producer and producer[logits].op_type == "Identity":
-        logits = producer[logits].input[0]
-    if logits in producer and producer[logits].op_type in FINAL_SOFTMAX:
-        node = producer[logits]
-        logits = node.input[0]
-        notes.append(f"note: the final {node.op_type} '{node.name}' is left out of the explanation; the logits "
+    softmax = _final_softmax(logits, producer, constants, types)
+    if softmax is not None:
+        logits = softmax.input[0]
+        notes.append(f"note: the final {softmax.op_type} '{softmax.name}' is left out of the explanation; the logits "
                      f"'{logits}' before it are explained")
     dims = shapes.get(logits)
     if dims is None or len(dims) != 2 or dims[1] is None:
@@ -155,7 +156,9 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
         raise OnnxLrpError(f"the output '{logits}' depends on no float model input and on no token ids that feed "
                            "an embedding table; nothing to explain.", path=path)
 
-    ctx = PlanContext(constants, shapes, types, live, consumers(graph), producer, list(model.opset_import))
+    ctx = PlanContext(constants, shapes, types, live, consumers(graph), producer, list(model.opset_import), params)
+    bias_adds = {id(n): add for n in graph.node if n.op_type == "MatMul" and (add := _bias_add(n, ctx, graph))}
+    ctx.flow = Dataflow(graph, constants, shapes, live, layer_outputs={a.output[0] for a in bias_adds.values()})
     steps, problems, fused = [], [], set()
     for node in graph.node:
         if id(node) in fused or not any(o in needed for o in node.output):
@@ -174,7 +177,7 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
             problems.append((node, "control flow (If/Loop/Scan) is not supported; export a graph without it"))
             continue
         if node.op_type in LINEAR_KIND:
-            add = _bias_add(node, ctx, graph) if node.op_type == "MatMul" else None
+            add = bias_adds.get(id(node))
             reader = {"Conv": read_conv, "Gemm": read_gemm}.get(node.op_type)
             layer, why = reader(node, ctx) if reader else read_matmul(node, ctx, add)
             if layer is None:
@@ -201,7 +204,41 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
             problems.append((step.node, why))
     if problems:
         raise UnsupportedNodesError(problems, path=path)
-    return Plan(steps, explained, model_output, logits, dims[1], notes)
+    return Plan(_reached(steps, logits), explained, model_output, logits, dims[1], notes)
+
+
+def _reached(steps, logits):
+    """The steps relevance reaches from the logits. An element-wise region sends its relevance straight to its
+    root, so the ops inside an activation (the `x + 3` of a hard swish) receive none and are left out."""
+    receiving, kept = {logits}, []
+    for step in reversed(steps):
+        if any(o in receiving for o in step.outputs):
+            kept.append(step)
+            receiving.update(step.live_inputs)
+    return kept[::-1]
+
+
+def _final_softmax(name, producer, constants, types):
+    """The Softmax/LogSoftmax that the explained output comes from through ops that keep each class's score apart
+    and in order (reshapes, float casts, a positive scale), or None."""
+    seen = []
+    while name in producer:
+        node = producer[name]
+        seen.append(node)
+        if node.op_type in FINAL_SOFTMAX:
+            return node if len(seen) == 1 or all(_keeps_classes(n, constants, types) for n in seen[:-1]) else None
+        if not _keeps_classes(node, constants, types):
+            return None
+        name = node.input[0]
+    return None
+
+
+def _keeps_classes(node, constants, types):
+    if node.op_type in _CLASS_KEEPING:
+        return node.op_type != "Cast" or types.get(node.output[0]) in FLOAT_TYPES
+    if node.op_type in ("Mul", "Div") and len(node.input) == 2 and node.input[1] in constants:
+        return bool(np.all(np.asarray(constants[node.input[1]]) > 0))
+    return False
 
 
 def _bias_add(matmul, ctx, graph):

@@ -105,7 +105,7 @@ def test_final_softmax_is_cut_and_said(rng):
 def test_unsupported_nodes_are_all_listed_at_once(rng):
     w = {"w": rng.normal(size=(4, 8)).astype(np.float32)}
     nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="dense"),
-             helper.make_node("Erf", ["h"], ["e"], name="erf_node"),
+             helper.make_node("Hardmax", ["h"], ["e"], name="hardmax_node"),
              helper.make_node("LpNormalization", ["e"], ["n"], name="lpnorm_node"),
              helper.make_node("Mul", ["n", "h"], ["logits"], name="mul_of_two")]
     model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
@@ -113,7 +113,7 @@ def test_unsupported_nodes_are_all_listed_at_once(rng):
     with pytest.raises(onnx_lrp.UnsupportedNodesError) as info:
         onnx_lrp.compile(model)
     message = str(info.value)
-    for name, op in (("erf_node", "Erf"), ("lpnorm_node", "LpNormalization"), ("mul_of_two", "Mul")):
+    for name, op in (("hardmax_node", "Hardmax"), ("lpnorm_node", "LpNormalization"), ("mul_of_two", "Mul")):
         assert f"'{name}'" in message and op in message
     assert len(info.value.nodes) == 3
 
@@ -281,7 +281,8 @@ def test_residual_block_conserves_relevance(rng):
 def test_norm_of_pooling_and_sums_uses_the_composite_stabilizer(rng):
     """Zennit's composites give their `stabilizer` to the Norm of pooling and Sum too (layer_map_base)."""
     nodes = [helper.make_node("GlobalAveragePool", ["x"], ["g"], name="gap"),
-             helper.make_node("Add", ["g", "g"], ["s"], name="sum"),
+             helper.make_node("ReduceMean", ["x"], ["g2"], name="mean", axes=[2, 3], keepdims=1),
+             helper.make_node("Add", ["g", "g2"], ["s"], name="sum"),
              helper.make_node("Flatten", ["s"], ["logits"], name="flatten")]
     model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 2, 2])],
                        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])], {})
@@ -293,6 +294,6 @@ def test_norm_of_pooling_and_sums_uses_the_composite_stabilizer(rng):
         return z + eps * np.where(z < 0, -1.0, 1.0)
     g = x.astype(np.float64).mean(axis=(2, 3), keepdims=True)
     seed = np.eye(3)[[0, 2]][:, :, None, None]
-    r_g = 2 * g * seed / stab(2 * g)  # the sum g + g gives both shares back to g
-    expected = x * (r_g / stab(g)) / 4
+    r_g = g * seed / stab(2 * g)  # the sum of two equal pooled tensors gives each half
+    expected = 2 * x * (r_g / stab(g)) / 4
     np.testing.assert_allclose(out["relevance_x"], expected, rtol=1e-5, atol=1e-9)

@@ -1,12 +1,12 @@
 """Canonicalization passes, run in this order before planning."""
-from .batchnorm import FoldBatchNorm
+from .affine import FoldAffine
 from .cleanup import InitializersOutOfInputs, RemoveIdentities
 from .constants import ConstantsToInitializers, FoldConstants
 from .naming import NameNodes
 from .shapes import FoldShapes
 
 CANONICALIZE = (NameNodes(), InitializersOutOfInputs(), ConstantsToInitializers(), FoldShapes(), FoldConstants(),
-                RemoveIdentities(), FoldBatchNorm())
+                RemoveIdentities(), FoldAffine())
 
 
 def canonicalize(model, notes):
