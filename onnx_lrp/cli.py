@@ -4,7 +4,7 @@ import os
 import sys
 
 from . import __version__
-from .composites import COMPOSITES, DEFAULT_COMPOSITE
+from .composites import DEFAULT_COMPOSITE, TRANSFORMER_COMPOSITES, ZENNIT_COMPOSITES
 from .errors import OnnxLrpError
 from .rules import RULES
 from .save import check_output_folder, write_model
@@ -18,8 +18,10 @@ def _parser():
     c = sub.add_parser("compile", help="write MODEL.lrp.onnx: the prediction and its relevance in one graph")
     c.add_argument("model", help="the ONNX classifier")
     c.add_argument("-o", "--out", help="output file (default: MODEL.lrp.onnx beside the input)")
-    c.add_argument("--composite", default=DEFAULT_COMPOSITE, metavar="NAME",
-                   help=f"rule composite, as Zennit's: {', '.join(COMPOSITES)} (default {DEFAULT_COMPOSITE})")
+    c.add_argument("--composite", metavar="NAME",
+                   help=f"rule composite: Zennit's {', '.join(ZENNIT_COMPOSITES)} (default {DEFAULT_COMPOSITE}), or "
+                        f"LXT's for transformers: {', '.join(TRANSFORMER_COMPOSITES)} (the default for a model with "
+                        "attention or LayerNorm/RMSNorm)")
     c.add_argument("--epsilon", type=float, default=1e-6, help="epsilon of the Epsilon rule (default 1e-6)")
     c.add_argument("--gamma", type=float, default=0.25, help="gamma of the Gamma rule (default 0.25)")
     c.add_argument("--alpha", type=float, default=2.0, help="alpha of the alpha-beta rule (default 2)")
@@ -68,7 +70,8 @@ def _compile(args):
     for note in notes:
         print(note, file=sys.stderr)
     written = write_model(model, out)
-    print(f"wrote {' and '.join(written)} ({args.composite}, seed {args.seed}; outputs: "
+    composite = next(p.value for p in model.metadata_props if p.key == "onnx_lrp.composite")
+    print(f"wrote {' and '.join(written)} ({composite}, seed {args.seed}; outputs: "
           f"{', '.join(o.name for o in model.graph.output)})")
     return 0
 

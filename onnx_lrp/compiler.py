@@ -10,7 +10,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from . import __version__
-from .composites import DEFAULT_COMPOSITE, DEFAULT_PARAMS
+from .composites import DEFAULT_COMPOSITE, DEFAULT_PARAMS, default_composite
 from .errors import OnnxLrpError
 from .graph import GraphBuilder
 from .load import check_and_upgrade, default_opset, fill_interface, override_input_shapes, read_model, tensor_shapes
@@ -23,10 +23,13 @@ SEEDS = ("logit", "one-hot")
 TARGET = "target"
 
 
-def compile(model, composite=DEFAULT_COMPOSITE, *, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=1.0, low=None,
+def compile(model, composite=None, *, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=1.0, low=None,
             high=None, stabilizer=1e-6, seed="logit", output=None, rules=(), input_shapes=None, notes=None,
             verify=True):
     """Compile `model` (a path or an onnx.ModelProto) into a relevance graph; returns an onnx.ModelProto.
+
+    composite: a name from COMPOSITES; None picks attnlrp for a model with attention or LayerNorm/RMSNorm and
+    epsilon-plus-flat otherwise (the notes say which).
 
     rules: 'PATTERN=RULE[:key=value,...]' overrides; PATTERN is an op type (Conv, Gemm, MatMul) or a node-name
     glob. input_shapes: {input name: [dim, ...]} fixes dynamic input dims (an int fixes one, a string keeps it
@@ -69,6 +72,11 @@ def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabil
     model = check_and_upgrade(source, path)
     canonicalize(model, notes)
     model = check_and_upgrade(model, path)  # shapes of the rewritten graph
+    if composite is None:
+        composite = default_composite(model)
+        if composite != DEFAULT_COMPOSITE:
+            notes.append(f"note: the model has attention or LayerNorm/RMSNorm: explained with the transformer "
+                         f"composite '{composite}' (LXT's AttnLRP); --composite chooses another")
     plan = make_plan(model, composite, params, rules, output, path)
     notes.extend(plan.notes)
     _emit(model, plan, seed, params["stabilizer"])
@@ -91,7 +99,12 @@ def _emit(model, plan, seed, norm_stabilizer):
     depth = b.const(np.array(plan.classes, np.int64), scope, "depth", np.int64)
     one_hot = b.op("OneHot", [chosen, depth, b.const(np.array([0.0, 1.0], np.float32), scope, "off_on")],
                    scope, "one_hot", axis=-1)
-    start = one_hot if seed == "one-hot" else b.op("Mul", [one_hot, logits], scope, "logit")
+    gradient = plan.form == "gradient"
+    if not gradient:
+        start = one_hot if seed == "one-hot" else b.op("Mul", [one_hot, logits], scope, "logit")
+    else:  # a gradient of 1 at the logit gives relevance logit (LXT's seed); one-hot relevance: 1 / logit
+        start = one_hot if seed == "logit" else b.op("Mul", [one_hot, b.op(
+            "Reciprocal", [logits], scope, "inverse_logit")], scope, "inverse_seed")
 
     arriving = defaultdict(list)
     arriving[logits].append(start)
@@ -100,14 +113,17 @@ def _emit(model, plan, seed, norm_stabilizer):
                     for o in step.outputs]
         if all(r is None for r in rel_outs):
             continue
-        for name, relevance in REGISTRY[step.kind].emit(b, step, rel_outs).items():
+        emitter = REGISTRY[step.kind].gradient if gradient else REGISTRY[step.kind].emit
+        for name, relevance in emitter(b, step, rel_outs).items():
             if name in step.live_inputs:
                 arriving[name].append(relevance)
     for name in plan.explained_inputs:
         out = f"relevance_{name}"
         if arriving.get(name):
-            b.nodes.append(helper.make_node("Identity", [b.sum(arriving[name], name, "relevance_sum")], [out],
-                                            name=b.fresh(name, "output")))
+            total = b.sum(arriving[name], name, "relevance_sum")
+            if gradient and name not in plan.token_inputs:  # input x gradient (token ids: summed by Embedding)
+                total = b.op("Mul", [name, total], name, "input_times_gradient")
+            b.nodes.append(helper.make_node("Identity", [total], [out], name=b.fresh(name, "output")))
         else:  # the input reaches the output only through paths that carry no relevance
             b.nodes.append(helper.make_node("ConstantOfShape", [b.op("Shape", [name], name, "shape")], [out],
                                             name=b.fresh(name, "output")))
@@ -192,7 +208,9 @@ def _verify(model, path):
             raise OnnxLrpError(f"internal error: the compiled graph fails onnx.checker "
                                f"({str(exc).splitlines()[0]}). Please report this with the model.", path=path) from None
         try:
-            ort.InferenceSession(target if isinstance(target, str) else target.SerializeToString(),
+            options = ort.SessionOptions()  # loading is the check; graph optimizations would only cost time
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            ort.InferenceSession(target if isinstance(target, str) else target.SerializeToString(), options,
                                  providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise OnnxLrpError(f"internal error: onnxruntime cannot load the compiled graph ({exc}). "

@@ -15,6 +15,7 @@ class Composite:
     dense: str
     first: str = None
     first_kinds: tuple = ()
+    form = "relevance"  # relevance is propagated rule by rule
 
     def assign(self, kinds, params):
         """kinds: 'conv'/'dense' per linear layer in graph order -> list of Rules."""
@@ -41,6 +42,33 @@ class Composite:
         return rules
 
 
+@dataclass(frozen=True)
+class TransformerComposite:
+    """LXT's composites for transformers (../shared/attnlrp.md), in gradient form: a modified gradient is propagated
+    and the relevance is input x gradient at the end. Every linear layer is LRP-0 (no epsilon: LXT never divides);
+    LayerNorm/RMSNorm keep their normalizer constant; activations get the identity rule. `attention`: "uniform"
+    (attnlrp: the Softmax's own gradient, each factor of a product of two activations gets half) or "constant"
+    (cp-lrp: attention weights and gates are constants)."""
+    attention: str
+    form = "gradient"
+
+    def assign(self, kinds, params):
+        return [make_rule("zero") for _ in kinds]
+
+
+@dataclass(frozen=True)
+class MixedComposite:
+    """A Zennit composite given for a transformer: its rules on the linear layers and convs, attnlrp's rules on
+    normalization, attention and activations, in gradient form (a rule's relevance R_x turns back into a gradient
+    as R_x / x, x stabilized by 1e-10, as LXT's bridge to Zennit does)."""
+    linear: Composite
+    attention = "uniform"
+    form = "gradient"
+
+    def assign(self, kinds, params):
+        return self.linear.assign(kinds, params)
+
+
 COMPOSITES = {
     "epsilon": Composite(conv="epsilon", dense="epsilon"),
     "epsilon-plus": Composite(conv="z-plus", dense="epsilon"),
@@ -49,8 +77,40 @@ COMPOSITES = {
     "epsilon-alpha2-beta1": Composite(conv="alpha-beta", dense="epsilon"),
     "epsilon-alpha2-beta1-flat": Composite(conv="alpha-beta", dense="epsilon", first="flat",
                                            first_kinds=("conv", "dense")),
+    "attnlrp": TransformerComposite(attention="uniform"),
+    "cp-lrp": TransformerComposite(attention="constant"),
 }
 
+ZENNIT_COMPOSITES = [name for name, c in COMPOSITES.items() if c.form == "relevance"]
+TRANSFORMER_COMPOSITES = [name for name, c in COMPOSITES.items() if c.form == "gradient"]
 DEFAULT_COMPOSITE = "epsilon-plus-flat"
 DEFAULT_PARAMS = {"epsilon": 1e-6, "gamma": 0.25, "alpha": 2.0, "beta": 1.0, "stabilizer": 1e-6,
                   "low": None, "high": None}
+
+
+_NORMALIZATIONS = {"LayerNormalization", "GroupNormalization", "InstanceNormalization", "SimplifiedLayerNormalization"}
+
+
+def composite_for(name, model):
+    """The composite object for `name` on this model: a Zennit composite on a transformer is mixed with attnlrp."""
+    composite = COMPOSITES[name]
+    if composite.form == "relevance" and default_composite(model) != DEFAULT_COMPOSITE:
+        return MixedComposite(composite)
+    return composite
+
+
+def default_composite(model):
+    """attnlrp for a transformer (attention: a MatMul of two computed tensors; LayerNorm, GroupNorm, or a norm
+    written out as ReduceMean(Pow(x, 2))), else the default CNN composite."""
+    graph = model.graph
+    weights = {i.name for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    for node in graph.node:
+        if node.op_type in _NORMALIZATIONS:
+            return "attnlrp"
+        if node.op_type == "MatMul" and not any(n in weights for n in node.input):
+            return "attnlrp"
+        source = producer.get(node.input[0]) if node.op_type == "ReduceMean" and node.input else None
+        if source is not None and source.op_type == "Pow":
+            return "attnlrp"
+    return DEFAULT_COMPOSITE

@@ -23,11 +23,11 @@ UNARY = {"Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "Elu", "Selu",
 BINARY = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum"}
 ELEMENTWISE = UNARY | BINARY
 LINEAR = {"Conv", "Gemm", "MatMul", "ConvTranspose"}
+_REDUCTIONS = {"ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2"}
 # ops whose every output element is one of the input's elements (or an average of them): bounds carry over
-_SAME_BOUNDS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax",
-                "ReduceMin", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Gather", "Identity",
-                "Dropout", "Cast", "Resize", "Upsample", "Expand", "Tile", "DepthToSpace", "SpaceToDepth", "Split",
-                "Concat"}
+_SAME_BOUNDS = {"MaxPool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceMin", "Reshape",
+                "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Gather", "Identity", "Dropout", "Cast",
+                "Expand", "Tile", "DepthToSpace", "SpaceToDepth", "Split", "Concat"}
 # monotone non-decreasing unary functions and their value at -inf / +inf
 _MONOTONE = {"Sigmoid": (lambda v: 1 / (1 + math.exp(-v)) if v > -700 else 0.0, 0.0, 1.0),
              "Tanh": (math.tanh, -1.0, 1.0), "Erf": (math.erf, -1.0, 1.0),
@@ -94,6 +94,7 @@ class Dataflow:
         """layer_outputs: tensors a linear layer writes through another node (a MatMul's bias Add)."""
         self.constants, self.shapes, self.live = constants, shapes, live
         self.region, self.interval, self.after_linear, self.why_not = {}, {}, set(), {}
+        self.producer = {o: n for n in graph.node for o in n.output if o}
         for node in graph.node:
             inputs = [n for n in node.input if n]
             if any(n in self.after_linear for n in inputs) or (node.op_type in LINEAR and inputs[0] in live):
@@ -118,6 +119,27 @@ class Dataflow:
     def root(self, name):
         region = self.region.get(name)
         return region.root if region else name
+
+    def is_squashed(self, name):
+        """A bounded output of a non-linear element-wise function (a gate: Sigmoid, a hard sigmoid, ...); a finite
+        table looked up (an embedding) is bounded too, but no gate."""
+        region = self.region.get(name)
+        return region is not None and region.affine is None and self.bounds(name).bounded
+
+    def normalizer_of(self, normalizer, data):
+        """True when `normalizer` is computed from `data` through reductions and element-wise ops only (the
+        sigma of a LayerNorm, the 1 / rms of an RMSNorm): a scale that depends on the data's statistics."""
+        target, t, reductions = self.root(data), normalizer, 0
+        for _ in range(8):
+            t = self.root(t)
+            if t == target:
+                return reductions > 0
+            node = self.producer.get(t)
+            if node is None or node.op_type not in _REDUCTIONS:
+                return False
+            reductions += 1
+            t = node.input[0]
+        return False
 
     def is_preprocessing(self, name):
         """True for tensors that no Conv/Gemm/MatMul precedes: an affine there normalizes the model input."""
@@ -210,6 +232,8 @@ class Dataflow:
             for n in inputs[1:] if op == "Concat" else ():
                 result = result.union(self.bounds(n))
             return result
+        if op == "AveragePool":  # padding may count as zeros
+            return x.union(Interval(0.0, 0.0))
         if op == "Pad":
             pad = self.bounds(inputs[2]) if len(inputs) > 2 else Interval(0.0, 0.0)
             return x.union(pad)

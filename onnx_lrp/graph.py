@@ -77,6 +77,31 @@ class GraphBuilder:
         return self.op("Where", [is_zero, self.scalar(0.0), self.op("Div", [r, safe], scope, "quotient")],
                        scope, "ratio")
 
+    def reduce(self, op_type, x, axes, scope, hint, keepdims=1):
+        """ReduceSum/ReduceMean over constant axes (an input from opset 18, and for ReduceSum from 13)."""
+        axes = [int(a) for a in axes]
+        if op_type == "ReduceSum" and self.opset >= 13 or self.opset >= 18:
+            return self.op(op_type, [x, self.const(np.array(axes, np.int64), scope, f"{hint}_axes", np.int64)],
+                           scope, hint, keepdims=keepdims)
+        return self.op(op_type, [x], scope, hint, axes=axes, keepdims=keepdims)
+
+    def unbroadcast(self, g, x, out, scope, batch_only=False):
+        """The adjoint of broadcasting `x` to `out`'s shape: sum the gradient `g` over the broadcast axes
+        (batch_only: a MatMul's, where only the axes before the last two broadcast)."""
+        xs, outs = self.shapes.get(x), self.shapes.get(out)
+        if batch_only and xs is not None and outs is not None:
+            outs = outs[:-2] + xs[-2:]
+        if xs is None or outs is None:
+            raise OnnxLrpError(f"tensor '{x}' or '{out}' has no known rank; onnx-lrp needs it to route the "
+                               "gradient of a broadcast. Fix the input sizes with --input-shape.")
+        lead = len(outs) - len(xs)
+        axes = list(range(lead)) + [i + lead for i, d in enumerate(xs) if d == 1 and outs[i + lead] != 1]
+        if not axes:
+            return g
+        summed = self.reduce("ReduceSum", g, axes, scope, "unbroadcast")
+        return self.op("Reshape", [summed, self.op("Shape", [x], scope, "shape")], scope, "unbroadcast_shape") \
+            if lead else summed
+
     def sum(self, names, scope, hint="sum"):
         if len(names) == 1:
             return names[0]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from onnx import TensorProto
 
-from .composites import COMPOSITES
+from .composites import COMPOSITES, MixedComposite, composite_for
 from .dataflow import Dataflow
 from .errors import OnnxLrpError, UnsupportedNodesError
 from .load import tensor_shapes, tensor_types
@@ -49,6 +49,7 @@ class PlanContext:
     producers: dict
     opsets: list
     params: dict = None
+    composite: object = None
     flow: Dataflow = None
 
 
@@ -60,6 +61,8 @@ class Plan:
     logits: str  # the tensor the seed is put on (the model output, or the input of a final Softmax)
     classes: int
     notes: list = field(default_factory=list)
+    form: str = "relevance"  # or "gradient" (transformer composites): see ops/registry.py
+    token_inputs: tuple = ()  # explained integer inputs (token ids looked up in an embedding table)
 
     def describe(self):
         return [{"node": s.name, "op": "+".join(n.op_type for n in s.layer.nodes) if s.layer else s.node.op_type,
@@ -156,10 +159,17 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
         raise OnnxLrpError(f"the output '{logits}' depends on no float model input and on no token ids that feed "
                            "an embedding table; nothing to explain.", path=path)
 
-    ctx = PlanContext(constants, shapes, types, live, consumers(graph), producer, list(model.opset_import), params)
+    if composite not in COMPOSITES:
+        raise OnnxLrpError(f"unknown composite '{composite}'; choose one of: {', '.join(COMPOSITES)}", path=path)
+    ctx = PlanContext(constants, shapes, types, live, consumers(graph), producer, list(model.opset_import), params,
+                      composite=composite_for(composite, model))
+    if isinstance(ctx.composite, MixedComposite):
+        notes.append(f"note: '{composite}' on a model with attention or LayerNorm/RMSNorm: its rules go to the linear "
+                     "layers and convs, attnlrp's to normalization, attention and activations")
     bias_adds = {id(n): add for n in graph.node if n.op_type == "MatMul" and (add := _bias_add(n, ctx, graph))}
     ctx.flow = Dataflow(graph, constants, shapes, live, layer_outputs={a.output[0] for a in bias_adds.values()})
     steps, problems, fused = [], [], set()
+    form = ctx.composite.form
     for node in graph.node:
         if id(node) in fused or not any(o in needed for o in node.output):
             continue
@@ -176,7 +186,9 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
         if node.op_type in CONTROL_FLOW:
             problems.append((node, "control flow (If/Loop/Scan) is not supported; export a graph without it"))
             continue
-        if node.op_type in LINEAR_KIND:
+        if node.op_type == "MatMul" and len([n for n in node.input if n in live]) == 2:
+            step.kind = "MatMulOfActivations"  # attention's Q.K^T and A.V (ops/attention.py)
+        elif node.op_type in LINEAR_KIND:
             add = bias_adds.get(id(node))
             reader = {"Conv": read_conv, "Gemm": read_gemm}.get(node.op_type)
             layer, why = reader(node, ctx) if reader else read_matmul(node, ctx, add)
@@ -189,9 +201,13 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
             if node.input[0] not in live or any(n in live for n in node.input[1:]):
                 problems.append((node, "the explained input must reach only the data input of a linear layer"))
                 continue
+            layer.input_non_negative = ctx.flow.bounds(layer.x).non_negative
             step.kind, step.layer = "Linear", layer
         elif node.op_type not in REGISTRY:
             problems.append((node, "no relevance rule for this op"))
+            continue
+        if form == "gradient" and REGISTRY[step.kind].gradient is None:
+            problems.append((node, f"no rule for this op in the transformer composite '{composite}' yet"))
             continue
         steps.append(step)
 
@@ -204,7 +220,8 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
             problems.append((step.node, why))
     if problems:
         raise UnsupportedNodesError(problems, path=path)
-    return Plan(_reached(steps, logits), explained, model_output, logits, dims[1], notes)
+    return Plan(_reached(steps, logits), explained, model_output, logits, dims[1], notes, form,
+                tuple(n for n in explained if n in looked_up))
 
 
 def _reached(steps, logits):
@@ -258,9 +275,10 @@ def _bias_add(matmul, ctx, graph):
 
 
 def _assign_rules(linear_steps, composite, params, rules, path):
-    if composite not in COMPOSITES:
-        raise OnnxLrpError(f"unknown composite '{composite}'; choose one of: {', '.join(COMPOSITES)}", path=path)
     kinds = [LINEAR_KIND[s.node.op_type] for s in linear_steps]
+    if rules and COMPOSITES[composite].form == "gradient":  # (a mixed composite takes --rule for its layers)
+        raise OnnxLrpError(f"--rule is not supported with the transformer composite '{composite}' (its rules are "
+                           "fixed, as LXT's)", path=path)
     overrides = []
     for spec in rules:
         pattern, eq, rule_spec = spec.partition("=")

@@ -132,13 +132,25 @@ def test_op_that_moves_the_batch_is_refused(rng):
         onnx_lrp.compile(model)
 
 
-def test_runtime_indices_are_refused_naming_the_node(rng):
-    model, _, _ = build("gather_repeats", rng)
-    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [3])
-    model.graph.input.append(ids)
+def gather_forward(ids):
+    return lambda sample: np.take(sample, ids, axis=0)
+
+
+def test_runtime_indices_route_relevance_to_the_gathered_elements(rng):
+    """Indices computed at run time (the last-token pooling of decoder classifiers): relevance goes back to the
+    elements gathered this time."""
+    model, _, w = build("gather_repeats", rng)
+    model.graph.input.append(helper.make_tensor_value_info("ids", TensorProto.INT64, [3]))
     model.graph.node[0].input[1] = "ids"
-    with pytest.raises(onnx_lrp.OnnxLrpError, match="'op'.*Gather.*run time"):
-        onnx_lrp.compile(model)
+    x = rng.normal(size=(2, C, H, W)).astype(np.float32)
+    target = np.array([0, 3], np.int64)
+    for ids in ([2, 0, 2], [1, 1, 0]):
+        out = run(onnx_lrp.compile(model, "epsilon", seed="one-hot"),
+                  {"x": x, "ids": np.array(ids, np.int64), "target": target})
+        forward = gather_forward(ids)
+        expected = np.stack([(epsilon_dense(np.ravel(forward(s.astype(np.float64)))[None], w, [t])
+                              @ jacobian(forward)).reshape(x.shape[1:]) for s, t in zip(x, target)])
+        assert np.abs(out["relevance_x"] - expected).max() <= 1e-5 * np.abs(expected).max()
 
 
 def test_linear_resize_is_refused(rng):

@@ -1,9 +1,10 @@
 """Concat and Split move whole slabs along one axis: relevance is cut back into the slabs (Concat) or joined again
 (Split), as their plain gradient does. A constant slab of a Concat takes no relevance; an unused Split output
-hands back zeros."""
+hands back zeros. Any axis: timm's attention splits q, k, v along a leading axis of 3 (the batch moved to axis 1);
+a Concat needs static sizes along its axis, so it never concatenates samples of a varying batch."""
 import numpy as np
 
-from .registry import attrs_of, register
+from .registry import SAME, attrs_of, register
 
 
 def _axis(step, ctx, name):
@@ -15,15 +16,13 @@ def _axis(step, ctx, name):
 def _check_concat(step, ctx):
     node = step.node
     axis = _axis(step, ctx, node.output[0])
-    if axis == 0:
-        return "concatenates along the batch axis; relevance is routed per sample only"
     sizes = [(ctx.shapes.get(n) or [None] * (axis + 1))[axis] for n in node.input]
     if any(s is None for s in sizes):
         return f"the sizes along axis {axis} are not static ({sizes}); export with fixed input sizes"
     return None
 
 
-@register("Concat", check=_check_concat)
+@register("Concat", check=_check_concat, gradient=SAME)
 def concat_back(b, step, rel_outs):
     node, scope = step.node, step.name
     axis = _axis(step, b, node.output[0])
@@ -39,14 +38,12 @@ def concat_back(b, step, rel_outs):
 
 
 def _check_split(step, ctx):
-    if _axis(step, ctx, step.node.input[0]) == 0:
-        return "splits along the batch axis; relevance is routed per sample only"
     if [n for n in step.node.input if n and n in ctx.live] != [step.node.input[0]]:
         return "the explained input reaches the split sizes"
     return None
 
 
-@register("Split", check=_check_split)
+@register("Split", check=_check_split, gradient=SAME)
 def split_back(b, step, rel_outs):
     node, scope = step.node, step.name
     parts = [r if r is not None else b.op("ConstantOfShape", [b.op("Shape", [out], scope, "unused_shape")], scope,

@@ -3,10 +3,11 @@ relevance of a token is the relevance of its embedding vector summed over the em
 explained ids get a float relevance of their own shape (../shared/design.md)."""
 import numpy as np
 
-from .registry import attrs_of, register
+from .registry import attrs_of, register, register_gradient
 
-# ops that may stand between an ids input and the Gather without changing which token sits where
-ID_PASSTHROUGH = ("Cast", "Identity")
+# ops that may stand between an ids input and the Gather without changing which token sits where (GPT-2 reshapes
+# its ids to [-1, seq] first); the token relevance is reshaped back to the input's shape
+ID_PASSTHROUGH = ("Cast", "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
 
 
 def embedding_source(node, constants, producers, int_inputs):
@@ -29,3 +30,10 @@ def sum_over_embedding(b, step, rel_outs):
     ids = step.live_inputs[0]
     return {ids: b.op("Reshape", [per_token, b.op("Shape", [ids], step.name, "ids_shape")], step.name,
                       "relevance")}
+
+
+@register_gradient("Embedding")
+def embedding_times_gradient(b, step, grads):
+    """Gradient form: a token's relevance is its embedding vector times its gradient, summed (LXT's heatmap)."""
+    product = b.op("Mul", [step.node.output[0], grads[0]], step.name, "embedding_times_gradient")
+    return sum_over_embedding(b, step, [product])

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..rules.base import IDENTITY
 from .geometry import spatial_geometry, transpose_pads
-from .registry import attrs_of, register
+from .registry import attrs_of, register, register_gradient
 
 
 @dataclass
@@ -25,6 +25,7 @@ class LinearLayer:
     weight_transposed: bool = False  # ...stored as weight.T (torch's [out, in] for Gemm transB=1)
     input_transposed: bool = False  # Gemm transA=1: x holds the input as [in, batch]
     nodes: list = field(default_factory=list)
+    input_non_negative: bool = False  # the input is provably >= 0 (after a ReLU): a- terms are exactly zero
 
 
 def read_conv(node, ctx):
@@ -177,21 +178,23 @@ def apply_rule(b, layer, rule, relevance, scope):
     ops = (ConvOps if layer.kind == "conv" else DenseOps)(b, layer, scope)
     # Gemm(transA=1) reads its input as [in, batch]: work on the transposed input, transpose the relevance back
     x = b.op("Transpose", [layer.x], scope, "input_T", perm=[1, 0]) if layer.input_transposed else layer.x
-    inputs = {}
+    inputs = {"a+": x} if layer.input_non_negative else {}
     has_bias = layer.bias is not None
+    # on a non-negative input, a- is exactly 0: its terms add exactly 0 to every sum and are left out
+    terms = [t for t in rule.terms if not (layer.input_non_negative and t.input == "a-")]
     outs = [layer.z if t.reuses_forward else
             ops.forward(_rule_input(b, layer, x, t.input, rule, scope, inputs), t.param, t.bias and has_bias)
-            for t in rule.terms]
+            for t in terms]
     ratios = []
     for group, mask in enumerate(rule.masks):
-        denominator = b.sum([o for t, o in zip(rule.terms, outs) if t.group == group], scope, "denominator")
+        denominator = b.sum([o for t, o in zip(terms, outs) if t.group == group], scope, "denominator")
         ratio = b.divide_stabilized(relevance, denominator, rule.stabilizer, scope)
         if mask:
             keep = b.op("Greater" if mask == "z>0" else "Less", [layer.z, b.scalar(0.0)], scope, "sign_mask")
             ratio = b.op("Where", [keep, ratio, b.scalar(0.0)], scope, "masked_ratio")
         ratios.append(ratio)
     parts = []
-    for t in rule.terms:
+    for t in terms:
         part = ops.adjoint(ratios[t.group], t.param)
         if t.input != "ones":
             part = b.op("Mul", [_rule_input(b, layer, x, t.input, rule, scope, inputs), part], scope, "contribution")
@@ -214,3 +217,18 @@ def _check_pass_shape(step, ctx):
 @register("Linear", check=_check_pass_shape)
 def linear(b, step, rel_outs):
     return {step.layer.x: apply_rule(b, step.layer, step.rule, rel_outs[0], step.name)}
+
+
+GRADIENT_INPUT_EPS = 1e-10  # a rule's relevance back to a gradient: R_x / (x + 1e-10 sign(x)), as LXT's bridge
+
+
+@register_gradient("Linear")
+def linear_gradient(b, step, grads):
+    """Gradient form (the transformer composites): LRP-0 is the plain adjoint W^T g, the bias absorbing its share.
+    Any other rule (a Zennit composite mixed in) works on the relevance z * g and hands back R_x / x."""
+    layer, scope = step.layer, step.name
+    if step.rule.name != "zero":
+        relevance = apply_rule(b, layer, step.rule, b.op("Mul", [layer.z, grads[0]], scope, "output_relevance"), scope)
+        return {layer.x: b.op("Div", [relevance, b.stabilize(layer.x, GRADIENT_INPUT_EPS, scope)], scope, "gradient")}
+    g = (ConvOps if layer.kind == "conv" else DenseOps)(b, layer, scope).adjoint(grads[0], IDENTITY)
+    return {layer.x: b.op("Transpose", [g], scope, "gradient_T", perm=[1, 0]) if layer.input_transposed else g}

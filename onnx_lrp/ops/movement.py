@@ -5,12 +5,16 @@ Relevance goes back along the copies, as Zennit's plain gradient routes it: an o
 to the input element it was copied from, copies of one element add up, padding takes nothing. Which element went
 where is found once at compile time by running the op (onnx.reference) on a numbered tensor of the input's static
 shape. The backward is then one ScatterElements(add) per op, the same for every op of this family.
+
+Two variants need no trace: a Gather at a scalar or a vector of indices (constant or computed at run time, as the
+last-token pooling of decoder classifiers) scatters back at those indices, along whatever axis; an Expand to a shape
+computed at run time (Llama's repeat_kv) sums the copies back.
 """
 import numpy as np
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from .registry import attrs_of, register
+from .registry import SAME, attrs_of, register
 
 MOVEMENT_OPS = ("Slice", "Gather", "Pad", "Expand", "Tile", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth")
 _PROBE_BATCH = 2  # a symbolic batch is probed with two samples, to check the op keeps samples apart
@@ -71,6 +75,12 @@ def source_map(step, ctx):
 
 
 def _check(step, ctx):
+    node = step.node
+    index_shape = ctx.shapes.get(node.input[1]) if node.op_type == "Gather" else None
+    if index_shape is not None and len(index_shape) <= 1 and node.input[1] not in ctx.live:
+        return _check_gather_at_indices(step, ctx)
+    if node.op_type == "Expand" and node.input[1] not in ctx.constants:
+        return _check_runtime_expand(step, ctx)
     result = source_map(step, ctx)
     if isinstance(result, str):
         return result
@@ -78,9 +88,35 @@ def _check(step, ctx):
     return None
 
 
-@register(*MOVEMENT_OPS, check=_check)
+def _check_gather_at_indices(step, ctx):
+    """A scalar or a vector of indices, constant or computed at run time. Constant indices into an axis whose size
+    varies (the batch) hold for one batch size only: refused."""
+    node = step.node
+    dims = ctx.shapes.get(node.input[0]) or []
+    axis = attrs_of(node).get("axis", 0)
+    if not dims or (node.input[1] in ctx.constants and dims[axis] is None):
+        return ("gathers at constant indices along an axis whose size varies (the batch); relevance is routed "
+                "per sample only")
+    step.extra = "at indices"
+    return None
+
+
+def _check_runtime_expand(step, ctx):
+    """Expand to a shape computed at run time (Llama's repeat_kv): the copies are summed back (unbroadcast)."""
+    node = step.node
+    if any(len(ctx.shapes.get(n) or []) == 0 for n in (node.input[0], node.output[0])):
+        return "expands to a shape computed at run time and its ranks are unknown"
+    step.extra = "broadcast"
+    return None
+
+
+@register(*MOVEMENT_OPS, check=_check, gradient=SAME)
 def scatter_back(b, step, rel_outs):
     """R_in[source[k]] += R_out[k] over every output element k that copies an input element."""
+    if step.extra == "at indices":
+        return _scatter_at_indices(b, step, rel_outs)
+    if step.extra == "broadcast":
+        return {step.node.input[0]: b.unbroadcast(rel_outs[0], step.node.input[0], step.node.output[0], step.name)}
     (source, per_sample), x, scope = step.extra, step.node.input[0], step.name
     flat_r = b.op("Reshape", [rel_outs[0], b.const(np.array([0 if per_sample else 1, -1], np.int64), scope,
                                                    "rows", np.int64)], scope, "relevance_rows")
@@ -98,3 +134,31 @@ def scatter_back(b, step, rel_outs):
     zeros = b.op("ConstantOfShape", [zeros_shape], scope, "zeros")
     scattered = b.op("ScatterElements", [zeros, index, flat_r], scope, "scatter", axis=1, reduction="add")
     return {x: b.op("Reshape", [scattered, b.op("Shape", [x], scope, "input_shape")], scope, "relevance")}
+
+
+def _scatter_at_indices(b, step, rel_outs):
+    """Gather(data, idx, axis) backward: add each gathered slice's relevance back at its index (constant or
+    computed at run time: the last-token pooling of GPT-2 and Llama classifiers)."""
+    node, scope = step.node, step.name
+    data, idx = node.input[:2]
+    rank = len(b.shapes[data])
+    axis = attrs_of(node).get("axis", 0)
+    axis = axis + rank if axis < 0 else axis
+    updates = rel_outs[0]
+    if len(b.shapes.get(idx) or []) == 0:  # a scalar index drops the axis: put it back
+        updates = b.op("Unsqueeze", [updates, b.const(np.array([axis], np.int64), scope, "axis", np.int64)],
+                       scope, "updates")
+    index_shape = np.ones(rank, np.int64)
+    index_shape[axis] = -1
+    index = b.op("Reshape", [b.op("Cast", [idx], scope, "index_int64", to=7),
+                             b.const(index_shape, scope, "index_shape", np.int64)], scope, "index_column")
+    index = b.op("Expand", [index, b.op("Shape", [updates], scope, "updates_shape")], scope, "index")
+    size = b.op("Shape", [data], scope, "data_shape")
+    positive = b.op("Where", [b.op("Less", [index, b.scalar(0, dtype=np.int64)], scope, "negative"),
+                              b.op("Add", [index, b.op("Gather", [size, b.const(np.array(axis, np.int64), scope,
+                                                                                 "axis_index", np.int64)],
+                                                        scope, "axis_size")], scope, "wrapped"), index],
+                     scope, "index_positive")
+    zeros = b.op("ConstantOfShape", [size], scope, "zeros")
+    return {data: b.op("ScatterElements", [zeros, positive, updates], scope, "relevance", axis=axis,
+                       reduction="add")}

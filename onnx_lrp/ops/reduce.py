@@ -2,7 +2,7 @@
 its weights), as Zennit's AvgPool and Sum modules get."""
 import numpy as np
 
-from .registry import attrs_of, register
+from .registry import attrs_of, register, register_gradient
 
 
 def reduced_axes(step, ctx):
@@ -54,3 +54,15 @@ def reduce_norm(b, step, rel_outs):
         count = float(np.prod([b.shapes[x][a] for a in axes]))
         ratio = b.op("Div", [ratio, b.scalar(count)], scope, "share")
     return {x: b.op("Mul", [x, ratio], scope, "relevance")}
+
+
+@register_gradient("ReduceSum", "ReduceMean")
+def reduce_gradient(b, step, grads):
+    """The plain gradient: spread back over the reduced axes (divided by their size for the mean)."""
+    node, x, scope = step.node, step.node.input[0], step.name
+    g = grads[0]
+    if not attrs_of(node).get("keepdims", 1):
+        g = b.op("Unsqueeze", [g, b.const(np.array(step.extra, np.int64), scope, "axes", np.int64)], scope, "kept")
+    if node.op_type == "ReduceMean":
+        g = b.op("Div", [g, b.scalar(float(np.prod([b.shapes[x][a] for a in step.extra])))], scope, "share")
+    return {x: b.op("Expand", [g, b.op("Shape", [x], scope, "input_shape")], scope, "gradient")}

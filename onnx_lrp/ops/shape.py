@@ -1,7 +1,7 @@
 """Ops that only move elements: relevance is moved back exactly (the inverse op)."""
 import numpy as np
 
-from .registry import attrs_of, register
+from .registry import SAME, attrs_of, register
 
 
 def _data_is_first(step, ctx):
@@ -11,14 +11,14 @@ def _data_is_first(step, ctx):
     return None
 
 
-@register("Flatten", "Reshape", "Squeeze", "Unsqueeze", check=_data_is_first)
+@register("Flatten", "Reshape", "Squeeze", "Unsqueeze", check=_data_is_first, gradient=SAME)
 def reshape_back(b, step, rel_outs):
     x = step.node.input[0]
     shape = b.op("Shape", [x], step.name, "input_shape")
     return {x: b.op("Reshape", [rel_outs[0], shape], step.name, "relevance")}
 
 
-@register("Transpose", check=_data_is_first)
+@register("Transpose", check=_data_is_first, gradient=SAME)
 def transpose_back(b, step, rel_outs):
     x = step.node.input[0]
     perm = attrs_of(step.node).get("perm")

@@ -3,9 +3,11 @@ from .affine import FoldAffine
 from .cleanup import InitializersOutOfInputs, RemoveIdentities
 from .constants import ConstantsToInitializers, FoldConstants
 from .naming import NameNodes
+from .probe import ProbeShapes
 from .shapes import FoldShapes
 
-CANONICALIZE = (NameNodes(), InitializersOutOfInputs(), ConstantsToInitializers(), FoldShapes(), FoldConstants(),
+CANONICALIZE = (NameNodes(), InitializersOutOfInputs(), ConstantsToInitializers(), ProbeShapes(), FoldShapes(),
+                FoldConstants(),
                 RemoveIdentities(), FoldAffine())
 
 

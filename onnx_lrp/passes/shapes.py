@@ -38,17 +38,32 @@ class FoldShapes(Pass):
                 graph.initializer.append(numpy_helper.from_array(np.array(dims, np.int64), node.output[0]))
                 doomed.append(node)
                 continue
-            for gather in users.get(node.output[0], []):
-                index = constants.get(gather.input[1]) if gather.op_type == "Gather" else None
-                if index is None or gather.output[0] in outputs:
+            for user in users.get(node.output[0], []):
+                picked = _picked_dims(user, dims, constants)
+                if picked is None or user.output[0] in outputs:
                     continue
-                picked = np.asarray(np.take(np.array(dims, dtype=object),
-                                            numpy_helper.to_array(index).astype(np.int64)), dtype=object)
                 if all(d is not None for d in picked.reshape(-1)):
-                    graph.initializer.append(numpy_helper.from_array(picked.astype(np.int64), gather.output[0]))
-                    doomed.append(gather)
+                    graph.initializer.append(numpy_helper.from_array(picked.astype(np.int64), user.output[0]))
+                    doomed.append(user)
         remove_nodes(graph, doomed)
         return bool(doomed)
+
+
+def _picked_dims(user, dims, constants):
+    """The dims a Gather (constant indices) or Slice (constant bounds) takes out of a Shape; None otherwise."""
+    args = [numpy_helper.to_array(constants[n]).astype(np.int64) if n in constants else None for n in user.input[1:]]
+    if not args or any(a is None for a in args):
+        return None
+    dims = np.array(dims, dtype=object)
+    if user.op_type == "Gather":
+        return np.asarray(np.take(dims, args[0]), dtype=object)
+    if user.op_type == "Slice" and all(a.size == 1 for a in args):
+        start, end = int(args[0][0]), int(args[1][0])
+        step = int(args[3][0]) if len(args) > 3 else 1
+        if len(args) > 2 and int(args[2][0]) not in (0, -1):
+            return None
+        return np.asarray(dims[start:end:step], dtype=object)
+    return None
 
 
 def _inferred_shapes(model):
@@ -58,6 +73,7 @@ def _inferred_shapes(model):
                               opset_imports=list(model.opset_import))
     light.ir_version = max(model.ir_version, 4)
     light.graph.node.extend(model.graph.node)
+    light.graph.value_info.extend(model.graph.value_info)  # shapes probed by running the model (probe.py)
     for init in model.graph.initializer:
         if int(np.prod(init.dims)) <= _SMALL:
             light.graph.initializer.append(init)

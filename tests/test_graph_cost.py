@@ -1,0 +1,21 @@
+"""What the compiled graph costs, asserted structurally (speed itself is claimed only in tools/bench.py): rule terms
+whose input is provably zero are not emitted."""
+import numpy as np
+
+import onnx_lrp
+from builders import cnn
+from conftest import run
+
+
+def test_relu_network_carries_no_negative_input_terms(rng):
+    """z-plus, gamma and alpha-beta add a term for the negative part a- of a layer's input; behind a ReLU (or a
+    MaxPool or average of one) a- is exactly zero, so only the first conv, which reads the raw input, keeps it."""
+    model = cnn(rng)
+    x = rng.normal(size=(2, 3, 16, 16)).astype(np.float32)
+    for composite in ("epsilon-plus", "epsilon-gamma-box", "epsilon-alpha2-beta1"):
+        compiled = onnx_lrp.compile(model, composite, low=-3, high=3)
+        negative_parts = [n.name for n in compiled.graph.node if n.name.endswith("/lrp/input_neg_node")]
+        first = {"epsilon-gamma-box": []}.get(composite, ["conv1/lrp/input_neg_node"])  # z-box has no a- term
+        assert negative_parts == first, composite
+        out = run(compiled, {"x": x, "target": np.full(2, -1, np.int64)})
+        assert np.all(np.isfinite(out["relevance_x"]))
