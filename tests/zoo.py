@@ -103,6 +103,7 @@ def scaled(recipe, factor):
     kind, match = _parse(recipe)
     if kind == "zeros":
         return recipe
+    factor = float(factor)  # a numpy float would print as np.float64(...), which the parser refuses
     if kind == "const":
         return f"fill const {float(match.group(1)) * factor!r}"
     return f"fill normal mean={float(match.group(1)) * factor!r} std={float(match.group(2)) * factor!r}"

@@ -32,7 +32,8 @@ def skeletonize(model):
 
 def calibrate(skeleton, seed=WEIGHT_SEED, feed=None):
     """Rescale the recipes so that the materialized model itself has unit mean-square outputs at every Conv, Gemm,
-    MatMul and BatchNormalization: node by node in graph order, the node's weight (or BatchNorm scale) recipe is
+    MatMul, BatchNormalization and Mul by a recipe (tf2onnx's BatchNorm scale): node by node in graph order, the
+    node's weight (or scale) recipe is
     multiplied by 1 / sqrt(mean square of its output) on a random batch; the model is bias-free, so the output
     scales by that factor. Without it the deeper activations of MobileNetV3 and EfficientNet vanish or explode,
     depending on the draw. Returns the factors applied."""
@@ -44,7 +45,7 @@ def calibrate(skeleton, seed=WEIGHT_SEED, feed=None):
         feed = {skeleton.graph.input[0].name: x}
     factors = []
     for node in list(model.graph.node):
-        if node.op_type not in ("Conv", "Gemm", "MatMul", "BatchNormalization") or len(node.input) < 2 or \
+        if node.op_type not in ("Conv", "Gemm", "MatMul", "BatchNormalization", "Mul") or len(node.input) < 2 or \
                 node.input[1] not in recipes or recipes[node.input[1]].doc_string == "fill zeros":
             continue
         probe = copy.deepcopy(model)
