@@ -87,8 +87,7 @@ def check_bias_free(model, stem):
     assert not nonzero, f"{stem}: nonzero biases {nonzero[:5]}"
 
 
-def record(proto, stem, how, notes):
-    source, _, family, _, _ = MODELS[stem]
+def record(proto, how, notes, source, family):
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     entries = {"zoo.source": source, "zoo.family": family, "zoo.exporter": "torchscript", "zoo.opset": str(opset),
                "zoo.model": how, "zoo.input": f"input=[N,3,{SIZE},{SIZE}]", "zoo.torch": torch.__version__,
@@ -98,46 +97,52 @@ def record(proto, stem, how, notes):
         proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
 
 
+def write_skeleton(model, stem, how, out, source, family, opset):
+    """Export at `opset`, check against torch, skeletonize and calibrate, record how it was made, save as
+    out/<stem>.onnx and check that the materialized model's logits are finite and not degenerate."""
+    with mock.patch.object(export_torchvision, "OPSET", opset):
+        proto, notes = export_torchvision.export(model, stem, "torchscript")
+    x = np.random.default_rng(2).normal(size=(3, 3, SIZE, SIZE)).astype(np.float32)  # batch 3: N is dynamic
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    err = np.abs(run(proto, x) - expected).max() / np.abs(expected).max()
+    assert err < 1e-4, f"{stem}: ORT vs torch {err:.2g}"
+    full = len(proto.SerializeToString())
+    stripped = skeletonize(proto)
+    factors = calibrate(proto)
+    notes.append(f"ORT vs torch on a batch of 3: {err:.1e} max relative error")
+    notes.append(f"recipes rescaled for unit mean-square outputs at {len(factors)} nodes: factors "
+                 f"{min(factors):.3g} .. {max(factors):.3g}")
+    record(proto, how, notes, source, family)
+    path = os.path.join(out, f"{stem}.onnx")
+    onnx.save(proto, path)
+    size = os.path.getsize(path)
+    assert size < 1 << 20, f"{stem}: skeleton of {size} bytes"
+    logits = run(materialize(path, WEIGHT_SEED), x).astype(np.float64)
+    assert np.all(np.isfinite(logits)) and 1e-3 < np.abs(logits).max() < 1e3, f"{stem}: logits {logits}"
+    assert logits.std(axis=1).min() > 1e-3 * logits.std() and logits.std(axis=0).min() > 1e-3 * logits.std(), \
+        f"{stem}: degenerate logits {logits}"
+    ops = collections.Counter(n.op_type for n in proto.graph.node)
+    print(f"{stem}: opset {opset}, ORT vs torch {err:.1e} relative, torch logits std {expected.std():.3g}; "
+          f"full {full / 1e6:.1f} MB, skeleton {size / 1e3:.0f} kB ({stripped} initializers stripped); "
+          f"materialized logits std {logits.std():.3g}, |max| {np.abs(logits).max():.3g}, "
+          f"|min| {np.abs(logits).min():.3g}, class argmax {logits.argmax(axis=1).tolist()}\n"
+          f"  ops: {' '.join(f'{k}:{v}' for k, v in sorted(ops.items()))}")
+    for note in notes[:-2]:
+        print(f"  export warning: {note}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"models to export (default: all of {', '.join(MODELS)})")
     args = parser.parse_args(argv)
     os.makedirs(OUT, exist_ok=True)
     for stem in args.names or MODELS:
+        source, _, family, opset, _ = MODELS[stem]
         model, how = build(stem)
         model = make_bias_free(model, torch.Generator().manual_seed(1))
         check_bias_free(model, stem)
-        with mock.patch.object(export_torchvision, "OPSET", MODELS[stem][3]):
-            proto, notes = export_torchvision.export(model, stem, "torchscript")
-        x = np.random.default_rng(2).normal(size=(3, 3, SIZE, SIZE)).astype(np.float32)  # batch 3: N is dynamic
-        with torch.no_grad():
-            expected = model(torch.from_numpy(x)).numpy()
-        err = np.abs(run(proto, x) - expected).max() / np.abs(expected).max()
-        assert err < 1e-4, f"{stem}: ORT vs torch {err:.2g}"
-        full = len(proto.SerializeToString())
-        stripped = skeletonize(proto)
-        factors = calibrate(proto)
-        notes.append(f"ORT vs torch on a batch of 3: {err:.1e} max relative error")
-        notes.append(f"recipes rescaled for unit mean-square outputs at {len(factors)} nodes: factors "
-                     f"{min(factors):.3g} .. {max(factors):.3g}")
-        record(proto, stem, how, notes)
-        path = os.path.join(OUT, f"{stem}.onnx")
-        onnx.save(proto, path)
-        size = os.path.getsize(path)
-        assert size < 1 << 20, f"{stem}: skeleton of {size} bytes"
-        logits = run(materialize(path, WEIGHT_SEED), x).astype(np.float64)
-        assert np.all(np.isfinite(logits)) and 1e-3 < np.abs(logits).max() < 1e3, f"{stem}: logits {logits}"
-        assert logits.std(axis=1).min() > 1e-3 * logits.std() and logits.std(axis=0).min() > 1e-3 * logits.std(), \
-            f"{stem}: degenerate logits {logits}"
-        ops = collections.Counter(n.op_type for n in proto.graph.node)
-        print(f"{stem}: opset {MODELS[stem][3]}, ORT vs torch {err:.1e} relative, "
-              f"torch logits std {expected.std():.3g}; "
-              f"full {full / 1e6:.1f} MB, skeleton {size / 1e3:.0f} kB ({stripped} initializers stripped); "
-              f"materialized logits std {logits.std():.3g}, |max| {np.abs(logits).max():.3g}, "
-              f"|min| {np.abs(logits).min():.3g}, class argmax {logits.argmax(axis=1).tolist()}\n"
-              f"  ops: {' '.join(f'{k}:{v}' for k, v in sorted(ops.items()))}")
-        for note in notes[:-2]:
-            print(f"  export warning: {note}")
+        write_skeleton(model, stem, how, OUT, source, family, opset)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Export timm transformers and a LayerNorm CNN as weight-free skeletons (models/transformers/timm/timm_{vit,deit,mobilevit,convnext}_*).
+"""Export timm transformers and a LayerNorm CNN as weight-free skeletons.
+
+Writes models/transformers/timm/timm_{vit,deit,mobilevit,convnext}_*.onnx.
 
 Needs PyTorch and timm (the venv of tools/export_timm.py); tests/test_timm_transformers.py needs neither:
     /work/venv-torch/bin/python tools/export_timm_transformers.py [STEM ...]
@@ -15,23 +17,19 @@ Spellings on purpose: the ViT's attention is torch's scaled_dot_product_attentio
 writes it as MatMul and Softmax with sqrt(scale) on q and on k), the DeiT's is timm's explicit
 softmax(q * scale @ k^T) @ v (fused_attn=False on every Attention). ConvNeXt-atto: LayerNorm2d (permute,
 LayerNormalization, permute), 1x1-conv MLP, layer scale gamma (1e-6 at init, spread per channel by
-spread_layer_scale; calibration rescales each to a unit mean-square branch). MobileViT-xxs: unfold/fold as Reshape/Transpose chains, SiLU, BatchNorm folded into the convs.
+spread_layer_scale; calibration rescales each to a unit mean-square branch). MobileViT-xxs: unfold/fold as
+Reshape/Transpose chains, SiLU, BatchNorm folded into the convs.
 """
 import argparse
-import collections
 import os
-from unittest import mock
 
-import numpy as np
-import onnx
 import timm
 import torch
 
-import export_timm  # tools/, beside this file: its record()
+import export_timm  # tools/, beside this file: its write_skeleton()
 import export_torchvision
-from export_torchvision import make_bias_free, run
-from skeleton import calibrate, skeletonize
-from zoo import SIZE, WEIGHT_SEED, materialize
+from export_torchvision import make_bias_free
+from zoo import SIZE
 
 OUT = os.path.join(export_torchvision.ROOT, "models", "transformers", "timm")
 
@@ -87,39 +85,7 @@ def main(argv=None):
     for stem in args.names or MODELS:
         model, how = build(stem)
         model = make_bias_free(model, torch.Generator().manual_seed(1))
-        proto, notes = export_torchvision.export(model, stem, "torchscript")
-        x = np.random.default_rng(2).normal(size=(3, 3, SIZE, SIZE)).astype(np.float32)  # batch 3: N is dynamic
-        with torch.no_grad():
-            expected = model(torch.from_numpy(x)).numpy()
-        err = np.abs(run(proto, x) - expected).max() / np.abs(expected).max()
-        assert err < 1e-4, f"{stem}: ORT vs torch {err:.2g}"
-        full = len(proto.SerializeToString())
-        stripped = skeletonize(proto)
-        factors = calibrate(proto)
-        notes.append(f"ORT vs torch on a batch of 3: {err:.1e} max relative error")
-        notes.append(f"recipes rescaled for unit mean-square outputs at {len(factors)} nodes: factors "
-                     f"{min(factors):.3g} .. {max(factors):.3g}")
-        name, family, _, _ = MODELS[stem]
-        with mock.patch.dict(export_timm.MODELS, {stem: ("timm", name, family, export_torchvision.OPSET, None)}):
-            export_timm.record(proto, stem, how, notes)
-        # the Zennit composites refuse LayerNormalization: a key tests can select these files by
-        proto.metadata_props.append(onnx.StringStringEntryProto(key="zoo.composites", value="attnlrp cp-lrp"))
-        path = os.path.join(OUT, f"{stem}.onnx")
-        onnx.save(proto, path)
-        size = os.path.getsize(path)
-        assert size < 1 << 20, f"{stem}: skeleton of {size} bytes"
-        logits = run(materialize(path, WEIGHT_SEED), x).astype(np.float64)
-        assert np.all(np.isfinite(logits)) and 1e-3 < np.abs(logits).max() < 1e3, f"{stem}: logits {logits}"
-        assert logits.std(axis=1).min() > 1e-3 * logits.std() and logits.std(axis=0).min() > 1e-3 * logits.std(), \
-            f"{stem}: degenerate logits {logits}"
-        ops = collections.Counter(n.op_type for n in proto.graph.node)
-        print(f"{stem}: ORT vs torch {err:.1e} relative, torch logits std {expected.std():.3g}; "
-              f"full {full / 1e6:.1f} MB, skeleton {size / 1e3:.0f} kB ({stripped} initializers stripped); "
-              f"materialized logits std {logits.std():.3g}, |max| {np.abs(logits).max():.3g}, "
-              f"class argmax {logits.argmax(axis=1).tolist()}\n"
-              f"  ops: {' '.join(f'{k}:{v}' for k, v in sorted(ops.items()))}")
-        for note in notes[:-2]:
-            print(f"  export warning: {note}")
+        export_timm.write_skeleton(model, stem, how, OUT, "timm", MODELS[stem][1], export_torchvision.OPSET)
 
 
 if __name__ == "__main__":
