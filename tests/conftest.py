@@ -21,6 +21,23 @@ def run(model, feeds):
     return dict(zip(names, session.run(None, feeds)))
 
 
+_cached = {}
+
+
+def cached(key, make):
+    """A session-wide cache that also remembers a failure, so a model that does not compile is tried once and the
+    error re-raised in every test that needs it. Keys start with the calling module's own tag."""
+    if key not in _cached:
+        try:
+            _cached[key] = (True, make())
+        except Exception as exc:  # noqa: BLE001 - re-raised below
+            _cached[key] = (False, exc)
+    ok, value = _cached[key]
+    if not ok:
+        raise value
+    return value
+
+
 _compiled = {}
 
 

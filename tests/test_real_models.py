@@ -25,7 +25,7 @@ import pytest
 from onnx import numpy_helper
 
 import onnx_lrp
-from conftest import MODELS, run
+from conftest import MODELS, cached, run
 from zoo import WEIGHT_SEED, fill_model
 
 REAL = os.path.join(MODELS, "real")
@@ -36,26 +36,13 @@ FILES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REAL, "*.onnx
 COMPOSITES = ["epsilon", "epsilon-plus", "epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1",
               "epsilon-alpha2-beta1-flat"]
 BATCH = 2
-_cache = {}
-
-
-def cached(key, make):
-    if key not in _cache:
-        try:
-            _cache[key] = (True, make())
-        except Exception as exc:  # re-raised in every test that needs it
-            _cache[key] = (False, exc)
-    ok, value = _cache[key]
-    if not ok:
-        raise value
-    return value
 
 
 def original(name):
     def make():
         model = onnx.load(os.path.join(REAL, name))
         return model if name in PACKAGED else fill_model(model, WEIGHT_SEED, source=name)
-    return cached(("model", name), make)
+    return cached(("real", "model", name), make)
 
 
 def options(name):
@@ -76,7 +63,7 @@ def compiled_run(name, composite, model=None, key="original"):
         compiled = onnx_lrp.compile(model or original(name), composite, seed="one-hot", low=-1.0, high=1.0,
                                     **options(name))
         return run(compiled, dict(feeds(name), target=np.full(BATCH, -1, np.int64)))
-    return cached(("compiled", name, composite, key), make)
+    return cached(("real", "compiled", name, composite, key), make)
 
 
 def relevance(out, name):
@@ -108,7 +95,7 @@ def test_packaged_model_is_the_file_its_authors_ship(name):
 @pytest.mark.parametrize("composite", COMPOSITES)
 @pytest.mark.parametrize("name", FILES)
 def test_compiles_and_reproduces_the_original_outputs(name, composite):
-    expected = cached(("outputs", name), lambda: run(original(name), feeds(name)))
+    expected = cached(("real", "outputs", name), lambda: run(original(name), feeds(name)))
     out = compiled_run(name, composite)
     for output, value in expected.items():
         np.testing.assert_allclose(out[output], value, rtol=0, atol=1e-5 * np.abs(value).max())

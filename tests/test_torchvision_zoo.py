@@ -23,7 +23,7 @@ import onnx
 import pytest
 
 import onnx_lrp
-from conftest import run
+from conftest import cached, run
 from zoo import SIZE, SKELETONS, WEIGHT_SEED, materialize
 
 TORCHSCRIPT = ["resnet50", "densenet121", "mobilenet_v3_small", "efficientnet_b0", "squeezenet1_1",
@@ -36,28 +36,12 @@ COMPOSITES = ["epsilon", "epsilon-plus"]
 Z_PLUS_LOSES = {"shufflenet_v2_x1_0", "mobilenet_v3_small", "efficientnet_b0"}
 BATCH = 2
 
-_cache = {}
-
-
-def cached(key, make):
-    """Module-wide cache that also remembers a failure, so a model that does not compile is tried once."""
-    if key not in _cache:
-        try:
-            _cache[key] = (True, make())
-        except Exception as exc:  # re-raised below, in every test that needs it
-            _cache[key] = (False, exc)
-    ok, value = _cache[key]
-    if not ok:
-        raise value
-    return value
-
-
 def path(name):
     return os.path.join(SKELETONS, f"{name}.onnx")
 
 
 def original(name):
-    return cached(("model", name), lambda: materialize(path(name), WEIGHT_SEED))
+    return cached(("zoo", "model", name), lambda: materialize(path(name), WEIGHT_SEED))
 
 
 def inputs(name):
@@ -67,14 +51,14 @@ def inputs(name):
 
 
 def original_outputs(name):
-    return cached(("original outputs", name), lambda: run(original(name), inputs(name)))
+    return cached(("zoo", "original outputs", name), lambda: run(original(name), inputs(name)))
 
 
 def compiled_outputs(name, composite):
     def make():
         compiled = onnx_lrp.compile(original(name), composite, seed="one-hot")
         return run(compiled, dict(inputs(name), target=np.full(BATCH, -1, np.int64)))
-    return cached(("compiled outputs", name, composite), make)
+    return cached(("zoo", "compiled outputs", name, composite), make)
 
 
 def metadata(name):
