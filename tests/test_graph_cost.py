@@ -19,3 +19,18 @@ def test_relu_network_carries_no_negative_input_terms(rng):
         assert negative_parts == first, composite
         out = run(compiled, {"x": x, "target": np.full(2, -1, np.int64)})
         assert np.all(np.isfinite(out["relevance_x"]))
+
+
+def test_resnet50_graph_stays_small_and_uses_convs_for_stride_one_adjoints():
+    """A regression in the emitted graph shows here first: the compiled torchvision ResNet-50 skeleton (169 nodes)
+    has at most 860 nodes with epsilon-plus-flat (816 when this test was written: one modified forward per conv
+    behind a ReLU, no a- terms), and only its 7 strided convs go back through a ConvTranspose; every stride-1
+    adjoint is a Conv with the flipped kernel."""
+    from zoo import SKELETONS, WEIGHT_SEED, materialize
+    model = materialize(f"{SKELETONS}/resnet50.onnx", WEIGHT_SEED)
+    strided = [n for n in model.graph.node if n.op_type == "Conv"
+               and any(a.name == "strides" and any(s != 1 for s in a.ints) for a in n.attribute)]
+    compiled = onnx_lrp.compile(model, "epsilon-plus-flat")
+    ops = [n.op_type for n in compiled.graph.node]
+    assert len(ops) <= 860
+    assert ops.count("ConvTranspose") == len(strided) == 7

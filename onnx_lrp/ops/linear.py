@@ -83,6 +83,7 @@ class ConvOps:
                           group=attrs_of(node).get("group", 1))
         self.transpose_pads, out_pad = transpose_pads(geo)
         self.output_padding = out_pad if any(out_pad) else None
+        self._flipped = {}  # param name -> the kernel of the stride-1 adjoint Conv
 
     def weight(self, param):
         if param == IDENTITY and self.layer.weight_name:
@@ -96,9 +97,47 @@ class ConvOps:
         return self.b.op("Conv", inputs, self.scope, f"conv_{param.name}", **self.attrs)
 
     def adjoint(self, g, param):
-        return self.b.op("ConvTranspose", [g, self.weight(param)], self.scope, f"conv_T_{param.name}",
-                         strides=self.attrs["strides"], dilations=self.attrs["dilations"], group=self.attrs["group"],
-                         pads=self.transpose_pads, output_padding=self.output_padding)
+        """W^T g. With stride 1 it is itself a Conv, with the kernel flipped and its in/out channels swapped (in the
+        graph, on the weight initializer: runtimes fold it once at load), and runtimes run a Conv faster than the
+        ConvTranspose that serves the strided case."""
+        pads = self._adjoint_conv_pads()
+        if pads is None:
+            return self.b.op("ConvTranspose", [g, self.weight(param)], self.scope, f"conv_T_{param.name}",
+                             strides=self.attrs["strides"], dilations=self.attrs["dilations"],
+                             group=self.attrs["group"], pads=self.transpose_pads, output_padding=self.output_padding)
+        return self.b.op("Conv", [g, self._flipped_weight(param)], self.scope, f"conv_adjoint_{param.name}",
+                         dilations=self.attrs["dilations"], group=self.attrs["group"], pads=pads)
+
+    def _adjoint_conv_pads(self):
+        """Pads of the Conv that computes the stride-1 adjoint, d (k - 1) - p per side; None where it is no Conv."""
+        if any(s != 1 for s in self.attrs["strides"]):
+            return None
+        reach = [(k - 1) * d for k, d in zip(self.layer.weight.shape[2:], self.attrs["dilations"])]
+        pads = [r - p for r, p in zip(reach * 2, self.attrs["pads"])]
+        return pads if all(p >= 0 for p in pads) else None
+
+    def _flipped_weight(self, param):
+        """[O, C/g, k...] -> [C, O/g, k...] with every spatial axis reversed, once per weight."""
+        if param.name not in self._flipped:
+            b, scope = self.b, self.scope
+            out_channels, in_per_group, *kernel = self.layer.weight.shape
+            groups = self.attrs["group"]
+            spatial = list(range(2, 2 + len(kernel)))
+            grouped_shape = b.const(np.array([groups, out_channels // groups, in_per_group, *kernel]), scope,
+                                    "grouped_shape", np.int64)
+            grouped = b.op("Reshape", [self.weight(param), grouped_shape], scope, f"w_grouped_{param.name}")
+            swapped = b.op("Transpose", [grouped], scope, f"w_swapped_{param.name}",
+                           perm=[0, 2, 1] + [a + 1 for a in spatial])
+            adjoint_shape = b.const(np.array([in_per_group * groups, out_channels // groups, *kernel]), scope,
+                                    "adjoint_shape", np.int64)
+            transposed = b.op("Reshape", [swapped, adjoint_shape], scope, f"w_transposed_{param.name}")
+            n = len(kernel)
+            flip = [b.const(np.full(n, -1), scope, "flip_starts", np.int64),
+                    b.const(np.full(n, np.iinfo(np.int64).min), scope, "flip_ends", np.int64),
+                    b.const(np.array(spatial), scope, "flip_axes", np.int64),
+                    b.const(np.full(n, -1), scope, "flip_steps", np.int64)]
+            self._flipped[param.name] = b.op("Slice", [transposed, *flip], scope, f"w_flipped_{param.name}")
+        return self._flipped[param.name]
 
 
 class DenseOps:
