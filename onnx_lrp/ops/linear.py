@@ -84,11 +84,17 @@ class ConvOps:
         self.transpose_pads, out_pad = transpose_pads(geo)
         self.output_padding = out_pad if any(out_pad) else None
         self._flipped = {}  # param name -> the kernel of the stride-1 adjoint Conv
+        self._weights = {}  # param name -> the modified weight
 
     def weight(self, param):
-        if param == IDENTITY and self.layer.weight_name:
-            return self.layer.weight_name
-        return self.b.const(param(self.layer.weight), self.scope, f"weight_{param.name}")
+        """The modified weight: nodes on the model's own initializer where there is one (folded at load), else a
+        compile-time constant."""
+        if param.name not in self._weights:
+            if self.layer.weight_name:
+                self._weights[param.name] = param.graph(self.b, self.layer.weight_name, self.scope)
+            else:
+                self._weights[param.name] = self.b.const(param(self.layer.weight), self.scope, f"weight_{param.name}")
+        return self._weights[param.name]
 
     def forward(self, x, param, bias):
         inputs = [x, self.weight(param)]
@@ -146,15 +152,21 @@ class DenseOps:
     def __init__(self, b, layer, scope):
         self.b, self.layer, self.scope = b, layer, scope
         self.rank2 = len(b.shapes.get(layer.x) or []) == 2
+        self._modified = {}  # param name -> the modified weight, in the initializer's layout
 
     def _weight(self, param, transposed):
-        """(name, stored_transposed) of the weight; reuses the model's own initializer where it can."""
-        layer = self.layer
-        if param == IDENTITY and layer.weight_name and (self.rank2 or layer.weight_transposed == transposed):
-            return layer.weight_name, layer.weight_transposed
+        """(name, stored_transposed) of the modified weight: nodes on the model's own initializer where there is one
+        (Gemm reads either layout; MatMul gets a Transpose where it needs the other), else a constant."""
+        layer, b, scope = self.layer, self.b, self.scope
+        if layer.weight_name:
+            if param.name not in self._modified:
+                self._modified[param.name] = param.graph(b, layer.weight_name, scope)
+            w = self._modified[param.name]
+            if self.rank2 or layer.weight_transposed == transposed:
+                return w, layer.weight_transposed
+            return b.op("Transpose", [w], scope, f"weight_{param.name}_T", perm=[1, 0]), transposed
         w = param(layer.weight)
-        return self.b.const(w.T if transposed else w, self.scope, f"weight_{param.name}{'_T' if transposed else ''}"), \
-            transposed
+        return b.const(w.T if transposed else w, scope, f"weight_{param.name}{'_T' if transposed else ''}"), transposed
 
     def forward(self, x, param, bias):
         b, scope = self.b, self.scope

@@ -7,7 +7,8 @@ For a linear layer f(a; W, B) and the relevance R at its output, every rule comp
     g_j   = mask_j(z) * R / stabilize(D_j)
     R_in  = sum_k coef_k * input_k(a) * param_k(W)^T g_group(k)      (Zennit's reducer; no product for 'ones')
 
-so one emitter (ops/linear.py) serves every rule. Weight modifications are numpy functions applied at compile time.
+so one emitter (ops/linear.py) serves every rule. Weight modifications are numpy functions applied at compile time,
+and ONNX recipes on the model's own weight initializer where there is one.
 """
 from dataclasses import dataclass, field
 from typing import Callable
@@ -21,25 +22,43 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ParamMod:
-    """A modification of the layer's weight and bias (Zennit's ParamMod), computed once at compile time."""
+    """A modification of the layer's weight and bias (Zennit's ParamMod): `fn` computes it at compile time (biases,
+    weights that are no initializer of the model); `graph(b, w, scope)` writes it as ONNX nodes on the model's own
+    weight initializer `w`, which runtimes fold once at load, so the compiled file holds no modified copies."""
     name: str
     fn: Callable[[np.ndarray], np.ndarray] = field(compare=False)
+    graph: Callable = field(default=None, compare=False)
 
     def __call__(self, param):
         return None if param is None else np.asarray(self.fn(param), dtype=param.dtype)
 
 
-IDENTITY = ParamMod("W", lambda p: p)
-POSITIVE = ParamMod("W+", lambda p: np.clip(p, 0, None))
-NEGATIVE = ParamMod("W-", lambda p: np.clip(p, None, 0))
-ONES = ParamMod("ones", np.ones_like)
-SQUARE = ParamMod("W^2", np.square)
+def _positive(b, w, scope):
+    return b.op("Relu", [w], scope, "weight_positive")
+
+
+def _negative(b, w, scope):
+    return b.op("Min", [w, b.scalar(0.0)], scope, "weight_negative")
+
+
+IDENTITY = ParamMod("W", lambda p: p, lambda b, w, scope: w)
+POSITIVE = ParamMod("W+", lambda p: np.clip(p, 0, None), _positive)
+NEGATIVE = ParamMod("W-", lambda p: np.clip(p, None, 0), _negative)
+ONES = ParamMod("ones", np.ones_like,
+                lambda b, w, scope: b.op("Expand", [b.scalar(1.0), b.op("Shape", [w], scope, "weight_shape")], scope,
+                                         "weight_ones"))
+SQUARE = ParamMod("W^2", np.square, lambda b, w, scope: b.op("Mul", [w, w], scope, "weight_squared"))
 
 
 def gamma_mod(gamma, part):
     """W + gamma * W+ (part='+') or W + gamma * W- (part='-'): the whole weight plus a share of one sign."""
     clip = (lambda p: np.clip(p, 0, None)) if part == "+" else (lambda p: np.clip(p, None, 0))
-    return ParamMod(f"W{'+' if part == '+' else '-'}gamma{gamma:g}", lambda p: p + gamma * clip(p))
+    share = _positive if part == "+" else _negative
+
+    def graph(b, w, scope):
+        scaled = b.op("Mul", [share(b, w, scope), b.scalar(float(np.float32(gamma)))], scope, "weight_share")
+        return b.op("Add", [w, scaled], scope, "weight_gamma")
+    return ParamMod(f"W{'+' if part == '+' else '-'}gamma{gamma:g}", lambda p: p + gamma * clip(p), graph)
 
 
 @dataclass(frozen=True)
