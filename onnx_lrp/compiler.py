@@ -13,7 +13,8 @@ from . import __version__
 from .composites import DEFAULT_COMPOSITE, DEFAULT_PARAMS, default_composite
 from .errors import OnnxLrpError
 from .graph import GraphBuilder
-from .load import check_and_upgrade, default_opset, fill_interface, override_input_shapes, read_model, tensor_shapes
+from .load import (check_and_upgrade, default_opset, fill_interface, override_input_shapes, read_model,
+                   tensor_shapes, without_weights)
 from .ops import REGISTRY
 from .passes import canonicalize
 from .plan import make_plan
@@ -71,7 +72,7 @@ def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabil
     override_input_shapes(source, input_shapes, path)
     model = check_and_upgrade(source, path)
     canonicalize(model, notes)
-    model = check_and_upgrade(model, path)  # shapes of the rewritten graph
+    model = check_and_upgrade(model, path, check=False)  # shapes of the rewritten graph
     if composite is None:
         composite = default_composite(model)
         if composite != DEFAULT_COMPOSITE:
@@ -182,36 +183,28 @@ def _finish_versions(model, source_ir):
 
 
 def _remove_unused_initializers(graph):
+    """In place: rebuilding the list would copy every weight."""
     used = {n for node in graph.node for n in node.input} | {o.name for o in graph.output}
-    keep = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
+    for i in reversed(range(len(graph.initializer))):
+        if graph.initializer[i].name not in used:
+            del graph.initializer[i]
 
 
 def _verify(model, path):
-    """onnx.checker (full) and an onnxruntime session; a model over 2 GB is checked from a temporary file with
-    external data, as protobuf cannot serialize it in one piece."""
-    import tempfile
-
+    """onnx.checker (full) and an onnxruntime session, on a copy without the weights (load.without_weights): the
+    graph is what the compiler wrote; the weights are the model's own, and serializing them would cost seconds and a
+    copy of them (and over 2 GB need external data)."""
     import onnxruntime as ort
-
-    from .save import needs_external_data, write_model
-    with tempfile.TemporaryDirectory(prefix="onnx-lrp-verify-") as tmp:
-        if needs_external_data(model):
-            target = os.path.join(tmp, "compiled.onnx")
-            write_model(model, target)
-        else:
-            target = model
-        try:
-            onnx.checker.check_model(target, full_check=True)
-        except Exception as exc:
-            raise OnnxLrpError(f"internal error: the compiled graph fails onnx.checker "
-                               f"({str(exc).splitlines()[0]}). Please report this with the model.", path=path) from None
-        try:
-            options = ort.SessionOptions()  # loading is the check; graph optimizations would only cost time
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            ort.InferenceSession(target if isinstance(target, str) else target.SerializeToString(), options,
-                                 providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise OnnxLrpError(f"internal error: onnxruntime cannot load the compiled graph ({exc}). "
-                               "Please report this with the model.", path=path) from None
+    light = without_weights(model)
+    try:
+        onnx.checker.check_model(light, full_check=True)
+    except Exception as exc:
+        raise OnnxLrpError(f"internal error: the compiled graph fails onnx.checker "
+                           f"({str(exc).splitlines()[0]}). Please report this with the model.", path=path) from None
+    try:
+        options = ort.SessionOptions()  # loading is the check; graph optimizations would only cost time
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        ort.InferenceSession(light.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise OnnxLrpError(f"internal error: onnxruntime cannot load the compiled graph ({exc}). "
+                           "Please report this with the model.", path=path) from None

@@ -113,14 +113,16 @@ def _dims_text(dims):
     return ", ".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
 
 
-def check_and_upgrade(model, path=None):
-    """Full checker, opset upgrade to >= MIN_OPSET, and shape inference."""
+def check_and_upgrade(model, path=None, check=True):
+    """Checker (check=False: the model is onnx-lrp's own rewrite, checked already), opset upgrade to >= MIN_OPSET,
+    and shape inference, which runs on a copy without the weights (without_weights) and writes back only shapes."""
     fill_interface(model)
-    try:
-        onnx.checker.check_model(model, full_check=False)
-    except Exception as exc:
-        raise OnnxLrpError(f"is not a valid ONNX model: {str(exc).strip().splitlines()[0]}. "
-                           "Run onnx.checker on it and fix the exporter's output.", path=path) from None
+    if check:
+        try:
+            onnx.checker.check_model(model, full_check=False)
+        except Exception as exc:
+            raise OnnxLrpError(f"is not a valid ONNX model: {str(exc).strip().splitlines()[0]}. "
+                               "Run onnx.checker on it and fix the exporter's output.", path=path) from None
     opset = default_opset(model)
     if opset < MIN_OPSET:
         try:
@@ -129,12 +131,41 @@ def check_and_upgrade(model, path=None):
             raise OnnxLrpError(f"uses opset {opset}, and upgrading it to opset {TARGET_OPSET} failed ({exc}). "
                                f"Export the model at opset {TARGET_OPSET} or newer.", path=path) from None
     try:
-        model = shape_inference.infer_shapes(model, check_type=True, data_prop=True)
+        inferred = shape_inference.infer_shapes(without_weights(model), check_type=True, data_prop=True)
     except Exception as exc:
         raise OnnxLrpError(f"is inconsistent: ONNX shape inference fails with {str(exc).strip().splitlines()[0]}. "
                            "Fix the exporter's output (onnx.shape_inference.infer_shapes shows the same).",
                            path=path) from None
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(inferred.graph.value_info)
+    outputs = {o.name: o for o in inferred.graph.output}
+    for output in model.graph.output:
+        output.type.CopyFrom(outputs[output.name].type)
     return model
+
+
+LIGHT_MAX_ELEMENTS = 64  # initializers up to this size keep their values in a light copy (reshape targets, axes)
+
+
+def without_weights(model):
+    """A copy of the model whose larger initializers are typed graph inputs instead: what shape inference, the
+    checker and a test load need, without copying the weights (hundreds of MB for VGG-16)."""
+    light = onnx.ModelProto()
+    light.ir_version = max(model.ir_version, 4)
+    light.opset_import.extend(model.opset_import)
+    graph = light.graph
+    graph.name = model.graph.name
+    graph.node.extend(model.graph.node)
+    graph.input.extend(model.graph.input)
+    graph.output.extend(model.graph.output)
+    graph.value_info.extend(model.graph.value_info)
+    inputs = {i.name for i in model.graph.input}
+    for init in model.graph.initializer:
+        if int(np.prod(init.dims)) <= LIGHT_MAX_ELEMENTS:
+            graph.initializer.append(init)
+        elif init.name not in inputs:
+            graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    return light
 
 
 def default_opset(model):

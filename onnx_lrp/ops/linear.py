@@ -47,14 +47,16 @@ def read_gemm(node, ctx):
         return None, "the Gemm bias (input C) is not a constant"
     w = consts[node.input[1]]
     alpha, beta, trans_b = a.get("alpha", 1.0), a.get("beta", 1.0), a.get("transB", 0)
-    weight = (w.T if trans_b else w) * np.float32(alpha)
+    weight = w.T if trans_b else w  # a view: VGG's first dense weight alone is 400 MB
+    if alpha != 1.0:
+        weight = weight * np.float32(alpha)
     bias = None
     if len(node.input) > 2 and node.input[2]:
         c = consts[node.input[2]]
         if c.size not in (1, weight.shape[1]):
             return None, f"the Gemm bias has shape {list(c.shape)}; only a per-output bias is supported"
         bias = np.broadcast_to(c.reshape(-1) * np.float32(beta), (weight.shape[1],)).astype(w.dtype)
-    return LinearLayer("dense", node.input[0], node.output[0], weight.astype(w.dtype), bias,
+    return LinearLayer("dense", node.input[0], node.output[0], weight.astype(w.dtype, copy=False), bias,
                        weight_name=node.input[1] if alpha == 1.0 else None, weight_transposed=bool(trans_b),
                        input_transposed=bool(a.get("transA", 0)), nodes=[node]), None
 

@@ -1,7 +1,9 @@
 """A canonicalization pass is a small class with one job: `run(model, notes)` rewrites the graph in place."""
+import sys
 from collections import defaultdict
 
-from onnx import numpy_helper
+import numpy as np
+from onnx import TensorProto, numpy_helper
 
 
 class Pass:
@@ -22,7 +24,20 @@ def consumers(graph):
 
 
 def constant_arrays(graph):
-    return {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    """name -> numpy array of every initializer; raw little-endian data is viewed in place (read-only), not copied."""
+    return {init.name: _array(init) for init in graph.initializer}
+
+
+_RAW = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64, TensorProto.INT64: np.int64,
+        TensorProto.INT32: np.int32}
+
+
+def _array(init):
+    dtype = _RAW.get(init.data_type)
+    if dtype is not None and init.raw_data and sys.byteorder == "little" and \
+            len(init.raw_data) == int(np.prod(init.dims)) * np.dtype(dtype).itemsize:
+        return np.frombuffer(init.raw_data, dtype=dtype).reshape(tuple(init.dims))
+    return numpy_helper.to_array(init)
 
 
 def graph_output_names(graph):
