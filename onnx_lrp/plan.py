@@ -238,24 +238,24 @@ def _reached(steps, logits):
 def _final_softmax(name, producer, constants, types):
     """The Softmax/LogSoftmax that the explained output comes from through ops that keep each class's score apart
     and in order (reshapes, float casts, a positive scale), or None."""
-    seen = []
     while name in producer:
         node = producer[name]
-        seen.append(node)
         if node.op_type in FINAL_SOFTMAX:
-            return node if len(seen) == 1 or all(_keeps_classes(n, constants, types) for n in seen[:-1]) else None
-        if not _keeps_classes(node, constants, types):
-            return None
-        name = node.input[0]
+            return node
+        name = _class_keeping_input(node, constants, types)
     return None
 
 
-def _keeps_classes(node, constants, types):
+def _class_keeping_input(node, constants, types):
+    """The data input of a node that keeps the classes apart and in order, or None."""
     if node.op_type in _CLASS_KEEPING:
-        return node.op_type != "Cast" or types.get(node.output[0]) in FLOAT_TYPES
-    if node.op_type in ("Mul", "Div") and len(node.input) == 2 and node.input[1] in constants:
-        return bool(np.all(np.asarray(constants[node.input[1]]) > 0))
-    return False
+        return node.input[0] if node.op_type != "Cast" or types.get(node.output[0]) in FLOAT_TYPES else None
+    data = [n for n in node.input if n not in constants]
+    scale = [n for n in node.input if n in constants]
+    if node.op_type in ("Mul", "Div") and len(data) == 1 and len(scale) == 1 and \
+            (node.op_type == "Mul" or node.input[0] == data[0]) and bool(np.all(np.asarray(constants[scale[0]]) > 0)):
+        return data[0]
+    return None
 
 
 def _bias_add(matmul, ctx, graph):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..dataflow import ELEMENTWISE
+from .normalization import plan_two_activations
 from .registry import register
 
 IDENTITY_RULE_EPS = 1e-10  # LXT's identity rule adds it (not sign-aware)
@@ -95,7 +96,6 @@ def gradient_variant(b, step, grads):
 def _check(step, ctx):
     why = plan_elementwise(step, ctx)
     if why is not None and ctx.composite.form == "gradient":
-        from .normalization import plan_two_activations
         return plan_two_activations(step, ctx, why)
     return why
 
