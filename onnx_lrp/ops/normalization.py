@@ -1,9 +1,9 @@
 """Normalization layers in the transformer composites (gradient form, ../shared/attnlrp.md): the normalizer is a
 constant, the rest keeps its gradient.
 
-- LayerNormalization (and InstanceNormalization, which torch also writes for GroupNorm on a reshaped tensor before
-  a per-channel affine): g_x = u - mean(u) over the normalized axes, u = gamma * g_y / sigma (sigma constant:
-  LXT's `layer_norm_forward` detaches the std).
+- LayerNormalization, GroupNormalization and InstanceNormalization (which torch also writes for GroupNorm, on a
+  reshaped tensor before a per-channel affine): g_x = u - mean(u) over the normalized axes, u = gamma * g_y / sigma
+  (sigma constant: LXT's `layer_norm_forward` detaches the std).
 - The same written out (LayerNorm before opset 17, RMSNorm always), found by dataflow: a Div by, or a Mul with, a
   tensor computed from the other operand through a reduction over it and element-wise ops (sqrt, + eps, 1 / .)
   is a normalization by that constant; the centering `x - mean(x)` is a difference of two activations with the
@@ -80,11 +80,18 @@ def _check_norm(step, ctx):
     node = step.node
     if [n for n in node.input if n in ctx.live] != [node.input[0]]:
         return f"the explained input reaches the scale or bias of {node.op_type}"
-    rank = len(ctx.shapes.get(node.input[0]) or [])
+    dims = ctx.shapes.get(node.input[0]) or []
+    rank = len(dims)
     if rank < 2:
         return "its input has no known rank"
     if node.op_type == "InstanceNormalization":  # per sample and channel, over the spatial axes
         step.extra = NormStep(list(range(2, rank)), [-1] + [1] * (rank - 2))
+    elif node.op_type == "GroupNormalization":  # per sample and group of channels
+        groups, scale = attrs_of(node)["num_groups"], ctx.constants.get(node.input[1])
+        if scale is None or dims[1] is None:
+            return "GroupNormalization needs a constant scale and a known number of channels"
+        per_channel = np.repeat(scale, dims[1] // groups) if scale.size == groups else scale  # opset 18 or 21
+        step.extra = NormStep([2], None, groups, per_channel.reshape([-1] + [1] * (rank - 2)))
     else:
         axis = attrs_of(node).get("axis", -1)
         step.extra = NormStep(list(range(axis + rank if axis < 0 else axis, rank)), None)
@@ -93,28 +100,40 @@ def _check_norm(step, ctx):
 
 @dataclass
 class NormStep:
-    axes: list  # the normalized axes
-    scale_shape: list  # how the scale broadcasts onto the input (None: as it is)
+    axes: list  # the normalized axes (of the [N, groups, -1] view for GroupNormalization)
+    scale_shape: list  # how the scale input broadcasts onto the input (None: as it is)
+    groups: int = None
+    channel_scale: np.ndarray = None  # GroupNormalization: the scale per channel, [C, 1, ...]
 
     def describe(self):
         return "normalizer constant"
 
 
-@register("LayerNormalization", "InstanceNormalization", check=_check_norm, gradient=SAME)
+@register("LayerNormalization", "InstanceNormalization", "GroupNormalization", check=_check_norm, gradient=SAME)
 def normalization_gradient(b, step, grads):
     """g_x = u - mean(u) over the normalized axes, u = scale * g_y / sigma, sigma recomputed from x (the optional
     InvStdDev output of LayerNormalization trips onnxruntime's optimizer)."""
-    node, scope, x = step.node, step.name, step.node.input[0]
-    axes = step.extra.axes
-    centered = b.op("Sub", [x, b.reduce("ReduceMean", x, axes, scope, "mean")], scope, "centered")
+    node, scope, x, extra = step.node, step.name, step.node.input[0], step.extra
+    if extra.channel_scale is not None:
+        scale = b.const(extra.channel_scale, scope, "channel_scale")
+    elif extra.scale_shape:
+        scale = b.op("Reshape", [node.input[1], b.const(np.array(extra.scale_shape, np.int64), scope, "scale_shape",
+                                                        np.int64)], scope, "scale")
+    else:
+        scale = node.input[1]
+    g, normalized = b.op("Mul", [grads[0], scale], scope, "scaled"), x
+    if extra.groups:
+        grouped = b.const(np.array([0, extra.groups, -1], np.int64), scope, "group_shape", np.int64)
+        g = b.op("Reshape", [g, grouped], scope, "scaled_grouped")
+        normalized = b.op("Reshape", [x, grouped], scope, "grouped")
+    axes = extra.axes
+    centered = b.op("Sub", [normalized, b.reduce("ReduceMean", normalized, axes, scope, "mean")], scope, "centered")
     variance = b.reduce("ReduceMean", b.op("Mul", [centered, centered], scope, "squared"), axes, scope, "variance")
     epsilon = b.scalar(float(attrs_of(node).get("epsilon", 1e-5)))
     inv_std = b.op("Reciprocal", [b.op("Sqrt", [b.op("Add", [variance, epsilon], scope, "variance_eps")], scope,
                                        "std")], scope, "inv_std")
-    scale = node.input[1]
-    if step.extra.scale_shape:
-        scale = b.op("Reshape", [scale, b.const(np.array(step.extra.scale_shape, np.int64), scope, "scale_shape",
-                                                np.int64)], scope, "scale")
-    u = b.op("Mul", [b.op("Mul", [grads[0], inv_std], scope, "scaled"), scale], scope, "u")
-    mean = b.reduce("ReduceMean", u, axes, scope, "u_mean")
-    return {x: b.op("Sub", [u, mean], scope, "gradient")}
+    u = b.op("Mul", [g, inv_std], scope, "u")
+    gradient = b.op("Sub", [u, b.reduce("ReduceMean", u, axes, scope, "u_mean")], scope, "gradient")
+    if extra.groups:
+        gradient = b.op("Reshape", [gradient, b.op("Shape", [x], scope, "shape")], scope, "gradient_ungrouped")
+    return {x: gradient}
