@@ -69,7 +69,7 @@ LOGITS = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", CLASSE
 
 def classifier(body, w, out="h"):
     """body: nodes from x to `out` [N, L, D]; then ReduceMean over tokens and a MatMul to the logits."""
-    w = dict(w, w_out=weights(D, CLASSES))
+    w = {"w_out": weights(D, CLASSES), **w}  # a given head wins
     nodes = body + [helper.make_node("ReduceMean", [out], ["pooled"], name="pool", axes=[1], keepdims=0),
                     helper.make_node("MatMul", ["pooled", "w_out"], ["logits"], name="out")]
     return make_model(nodes, [X], [LOGITS], w), w["w_out"].astype(np.float64)
@@ -360,3 +360,41 @@ def test_a_model_with_attention_gets_attnlrp_by_default():
     assert any("attnlrp" in n for n in notes)
     assert next(p.value for p in compiled.metadata_props if p.key == "onnx_lrp.composite") == "attnlrp"
     np.testing.assert_array_equal(run(compiled, {"x": data(), "target": TARGET})["relevance_x"], relevance(model, data()))
+
+
+def test_attention_with_conv_projections_and_batchnorm_compiles_the_same_way():
+    """q, k, v from 1x1 Convs with a BatchNormalization each (as in conv-attention hybrids) give the same relevance
+    as the same attention with MatMul projections whose weights and biases fold the BatchNorm in by hand."""
+    w = {f"w{p}": weights(D, D) for p in "qkvo"}
+    bn = {p: ((1 + 0.2 * rng0.normal(size=D)).astype(np.float32), (0.1 * rng0.normal(size=D)).astype(np.float32),
+              (0.1 * rng0.normal(size=D)).astype(np.float32), rng0.uniform(0.5, 1.5, D).astype(np.float32))
+          for p in "qkv"}
+    consts = {"heads_shape": np.array([0, L, HEADS, DH], np.int64), "merge_shape": np.array([0, L, D], np.int64),
+              "root_scale": np.float32(DH ** -0.25), "w_out": weights(D, CLASSES)}
+    conv_nodes = [helper.make_node("Transpose", ["x"], ["x_t"], name="to_channels", perm=[0, 2, 1]),
+                  helper.make_node("Unsqueeze", ["x_t", "last"], ["x_4d"], name="to_image")]
+    conv_w, folded_w = dict(consts, last=np.array([3], np.int64)), dict(consts, wo=w["wo"])
+    for p in "qkv":
+        gamma, beta, mean, var = bn[p]
+        scale = gamma / np.sqrt(var + 1e-5)
+        conv_nodes += [helper.make_node("Conv", ["x_4d", f"c{p}"], [f"{p}_c"], name=f"{p}_conv"),
+                       helper.make_node("BatchNormalization", [f"{p}_c", f"g{p}", f"b{p}", f"m{p}", f"v{p}"],
+                                        [f"{p}_bn"], name=f"{p}_bn", epsilon=1e-5),
+                       helper.make_node("Squeeze", [f"{p}_bn", "last"], [f"{p}_sq"], name=f"{p}_squeeze"),
+                       helper.make_node("Transpose", [f"{p}_sq"], [f"{p}_lin"], name=f"{p}_to_tokens", perm=[0, 2, 1])]
+        conv_w.update({f"c{p}": w[f"w{p}"].T[:, :, None, None].copy(), f"g{p}": gamma, f"b{p}": beta, f"m{p}": mean,
+                       f"v{p}": var})
+        folded_w.update({f"w{p}": (w[f"w{p}"] * scale).astype(np.float32),
+                         f"b{p}": (beta - mean * scale).astype(np.float32)})
+    attention = attention_nodes("sdpa", False)
+    projections = {f"{p}_proj" for p in "qkv"}
+    conv_model, _ = classifier(conv_nodes + [n for n in attention if n.name not in projections],
+                               dict(conv_w, wo=w["wo"]))
+    matmul_nodes = []
+    for p in "qkv":
+        matmul_nodes += [helper.make_node("MatMul", ["x", f"w{p}"], [f"{p}_mm"], name=f"{p}_proj"),
+                         helper.make_node("Add", [f"{p}_mm", f"b{p}"], [f"{p}_lin"], name=f"{p}_bias")]
+    folded_model, _ = classifier(matmul_nodes + [n for n in attention if n.name not in projections], folded_w)
+    x = data()
+    for composite in ("attnlrp", "cp-lrp"):
+        assert_close(relevance(conv_model, x, composite), relevance(folded_model, x, composite))
