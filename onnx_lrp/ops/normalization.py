@@ -111,8 +111,9 @@ class NormStep:
 
 @register("LayerNormalization", "InstanceNormalization", "GroupNormalization", check=_check_norm, gradient=SAME)
 def normalization_gradient(b, step, grads):
-    """g_x = u - mean(u) over the normalized axes, u = scale * g_y / sigma, sigma recomputed from x (the optional
-    InvStdDev output of LayerNormalization trips onnxruntime's optimizer)."""
+    """g_x = u - mean(u) over the normalized axes, u = scale * g_y / sigma, sigma recomputed from x with plain ops
+    (one way for all three ops, and no reliance on LayerNormalization's optional outputs, which not every runtime
+    implements)."""
     node, scope, x, extra = step.node, step.name, step.node.input[0], step.extra
     if extra.channel_scale is not None:
         scale = b.const(extra.channel_scale, scope, "channel_scale")
