@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .ops.registry import attrs_of
+from .passes.affine import batchnorm_affine
 
 INF = math.inf
 UNARY = {"Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "Elu", "Selu", "Celu", "Softplus", "Softsign",
@@ -189,10 +190,8 @@ class Dataflow:
         if op == "Neg":
             return -scale, -shift
         if op == "BatchNormalization":
-            gamma, beta, mean, var = (np.asarray(self.constants[n], np.float64) for n in node.input[1:5])
-            s = gamma / np.sqrt(var + attrs_of(node).get("epsilon", 1e-5))
             rank = len(self.shapes.get(x) or [])
-            s_c, t_c = (a.reshape((-1,) + (1,) * (rank - 2)) for a in (s, beta - mean * s))
+            s_c, t_c = (a.reshape((-1,) + (1,) * (rank - 2)) for a in batchnorm_affine(node, self.constants))
             return scale * s_c, shift * s_c + t_c
         if op not in ("Add", "Sub", "Mul", "Div"):
             return None

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .elementwise import emit_variant, gradient_variant, plan_elementwise
-from .normalization import DifferenceStep
+from .normalization import PlainSumStep
 from .registry import register
 
 
@@ -33,7 +33,7 @@ def _merge_check(step, ctx):
     if why is None:
         return None
     if ctx.composite.form == "gradient":  # any sum, masks and broadcast constants included
-        step.extra = DifferenceStep()
+        step.extra = PlainSumStep()
         return None
     if len(set(live)) < 2:
         return why

@@ -33,8 +33,9 @@ class NormalizedStep:
 
 
 @dataclass
-class DifferenceStep:
-    """a - b (and a + b) of two activations: each gets the plain gradient, summed over what it was broadcast along."""
+class PlainSumStep:
+    """a + b or a - b of activations (residuals, embedding sums, masks, LayerNorm's centering), gradient form: each
+    summand gets the plain gradient (negated for a subtrahend), summed over what it was broadcast along."""
 
     def describe(self):
         return "gradient"
@@ -61,7 +62,7 @@ def plan_two_activations(step, ctx, why):
     if len(live) != 2:
         return why
     if node.op_type == "Sub":
-        step.extra = DifferenceStep()
+        step.extra = PlainSumStep()
         return None
     data, other = live
     candidates = [(data, other)] if node.op_type == "Div" else [(data, other), (other, data)]
@@ -85,21 +86,21 @@ def _check_norm(step, ctx):
     if rank < 2:
         return "its input has no known rank"
     if node.op_type == "InstanceNormalization":  # per sample and channel, over the spatial axes
-        step.extra = NormStep(list(range(2, rank)), [-1] + [1] * (rank - 2))
+        step.extra = NormalizationStep(list(range(2, rank)), [-1] + [1] * (rank - 2))
     elif node.op_type == "GroupNormalization":  # per sample and group of channels
         groups, scale = attrs_of(node)["num_groups"], ctx.constants.get(node.input[1])
         if scale is None or dims[1] is None:
             return "GroupNormalization needs a constant scale and a known number of channels"
         per_channel = np.repeat(scale, dims[1] // groups) if scale.size == groups else scale  # opset 18 or 21
-        step.extra = NormStep([2], None, groups, per_channel.reshape([-1] + [1] * (rank - 2)))
+        step.extra = NormalizationStep([2], None, groups, per_channel.reshape([-1] + [1] * (rank - 2)))
     else:
         axis = attrs_of(node).get("axis", -1)
-        step.extra = NormStep(list(range(axis + rank if axis < 0 else axis, rank)), None)
+        step.extra = NormalizationStep(list(range(axis + rank if axis < 0 else axis, rank)), None)
     return None
 
 
 @dataclass
-class NormStep:
+class NormalizationStep:
     axes: list  # the normalized axes (of the [N, groups, -1] view for GroupNormalization)
     scale_shape: list  # how the scale input broadcasts onto the input (None: as it is)
     groups: int = None

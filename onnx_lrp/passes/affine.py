@@ -79,6 +79,13 @@ def _linear_producer(node, producer, consts, users):
     return None
 
 
+def batchnorm_affine(node, consts):
+    """An inference BatchNormalization as y = scale * x + shift per channel, in float64."""
+    gamma, beta, mean, var = (np.asarray(consts[n], np.float64) for n in node.input[1:5])
+    scale = gamma / np.sqrt(var + _attrs(node).get("epsilon", 1e-5))
+    return scale, beta - mean * scale
+
+
 def _layout(linear, producer, consts):
     """(channels, trailing): the linear layer's output channels, and how many axes of its output follow them."""
     if linear.op_type == "Conv":
@@ -95,11 +102,8 @@ def _per_channel(node, data, consts, layout):
     """(scale, shift) vectors over the output channels, or None where the constant varies along another axis."""
     channels, trailing = layout
     if node.op_type == "BatchNormalization":
-        gamma, beta, mean, var = (consts[n].astype(np.float64) for n in node.input[1:5])
-        if gamma.shape != (channels,):
-            return None
-        scale = gamma / np.sqrt(var + _attrs(node).get("epsilon", 1e-5))
-        return scale, beta - mean * scale
+        scale, shift = batchnorm_affine(node, consts)
+        return (scale, shift) if scale.shape == (channels,) else None
     other = next(n for n in node.input if n != data)
     vector = _channel_vector(consts[other].astype(np.float64), channels, trailing)
     if vector is None:

@@ -4,14 +4,13 @@ whose batch dim is symbolic. FoldConstants then folds what follows (Unsqueeze, C
 make more shapes static (a folded Reshape target fixes its output's shape), so rounds repeat, with fresh shape
 inference, until nothing more folds."""
 import numpy as np
-from onnx import helper, numpy_helper, shape_inference
+from onnx import numpy_helper, shape_inference
 
-from ..load import tensor_shapes
+from ..load import tensor_shapes, without_weights
 from .base import Pass, consumers, graph_output_names, remove_nodes
 from .constants import FoldConstants
 
 MAX_ROUNDS = 32
-_SMALL = 64  # initializers up to this size keep their values for shape inference (reshape targets, axes)
 
 
 class FoldShapes(Pass):
@@ -67,20 +66,9 @@ def _picked_dims(user, dims, constants):
 
 
 def _inferred_shapes(model):
-    """Shapes from a fresh inference on a light copy: large weights become typed graph inputs, values unneeded."""
-    light = helper.make_model(helper.make_graph([], model.graph.name, list(model.graph.input),
-                                                list(model.graph.output)),
-                              opset_imports=list(model.opset_import))
-    light.ir_version = max(model.ir_version, 4)
-    light.graph.node.extend(model.graph.node)
-    light.graph.value_info.extend(model.graph.value_info)  # shapes probed by running the model (probe.py)
-    for init in model.graph.initializer:
-        if int(np.prod(init.dims)) <= _SMALL:
-            light.graph.initializer.append(init)
-        else:
-            light.graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    """Shapes from a fresh inference on a copy without the weights (their values are not needed)."""
     try:
-        light = shape_inference.infer_shapes(light, data_prop=True)
+        light = shape_inference.infer_shapes(without_weights(model), data_prop=True)
     except Exception:  # noqa: BLE001 - fall back to what the model already says
         return tensor_shapes(model.graph)
     return tensor_shapes(light.graph)
