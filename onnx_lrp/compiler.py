@@ -1,9 +1,11 @@
 """compile(): model.onnx -> an ONNX model that computes the prediction and its LRP relevance in one graph."""
 import copy
+import fnmatch
 import json
 import os
 from collections import defaultdict
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import onnx
@@ -13,11 +15,12 @@ from . import __version__
 from .composites import DEFAULT_COMPOSITE, DEFAULT_PARAMS, default_composite
 from .errors import OnnxLrpError
 from .graph import GraphBuilder
-from .load import (check_and_upgrade, default_opset, fill_interface, override_input_shapes, read_model,
+from .load import (check_and_upgrade, check_opset, default_opset, fill_interface, override_input_shapes, read_model,
                    tensor_shapes, without_weights)
 from .ops import REGISTRY
 from .passes import canonicalize
 from .plan import make_plan
+from .precision import restore_interface, widen_to_float32
 from .rules.base import check_positive
 
 SEEDS = ("logit", "one-hot")
@@ -25,8 +28,8 @@ TARGET = "target"
 
 
 def compile(model, composite=None, *, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=1.0, low=None,
-            high=None, stabilizer=1e-6, seed="logit", output=None, rules=(), input_shapes=None, notes=None,
-            verify=True):
+            high=None, stabilizer=1e-6, seed="logit", output=None, rules=(), input_shapes=None, opset=None,
+            layer_relevance=(), layer_sums=False, notes=None, verify=True):
     """Compile `model` (a path or an onnx.ModelProto) into a relevance graph; returns an onnx.ModelProto.
 
     composite: a name from COMPOSITES; None picks attnlrp for a model with attention or LayerNorm/RMSNorm and
@@ -34,7 +37,13 @@ def compile(model, composite=None, *, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=
 
     rules: 'PATTERN=RULE[:key=value,...]' overrides; PATTERN is an op type (Conv, Gemm, MatMul) or a node-name
     glob. input_shapes: {input name: [dim, ...]} fixes dynamic input dims (an int fixes one, a string keeps it
-    symbolic), as onnxsim's --overwrite-input-shape. notes: a list that receives what the compiler tells the user
+    symbolic), as onnxsim's --overwrite-input-shape. opset: the opset of the compiled model (16 up to the newest the
+    installed onnxruntime loads; default: the model's own, at least 16); the model is converted first.
+    layer_relevance: node names or globs; each matching node on the explained path adds an output
+    `relevance_at_<node name>` with the relevance at that node's output. layer_sums: add the output
+    `relevance_layer_sums` [N, layers, 2], per linear layer (in graph order, names in the metadata
+    `onnx_lrp.layer_sums`) the relevance summed over its input and over its output; their difference is what the
+    bias (and the stabilizer) absorbed. notes: a list that receives what the compiler tells the user
     (folded BatchNorms, a cut Softmax).
     Raises OnnxLrpError, and only that, for any problem: with the model, with the options, or inside onnx-lrp
     (then the message says "internal error" and the original exception is chained as __cause__).
@@ -43,7 +52,8 @@ def compile(model, composite=None, *, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=
     try:
         return _compile(model, composite, epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low, high=high,
                         stabilizer=stabilizer, seed=seed, output=output, rules=rules, input_shapes=input_shapes,
-                        notes=notes, verify=verify)
+                        opset=opset, layer_relevance=layer_relevance, layer_sums=layer_sums, notes=notes,
+                        verify=verify)
     except OnnxLrpError:
         raise
     except (Exception, RecursionError) as exc:
@@ -53,24 +63,63 @@ def compile(model, composite=None, *, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=
 
 
 def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabilizer, seed, output, rules,
-             input_shapes, notes, verify):
+             input_shapes, opset, layer_relevance, layer_sums, notes, verify):
     path = None if isinstance(model, onnx.ModelProto) else os.fspath(model)
     notes = [] if notes is None else notes
     if seed not in SEEDS:
         raise OnnxLrpError(f"unknown seed '{seed}'; choose one of: {', '.join(SEEDS)}", path=path)
+    params = make_params(path, epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low, high=high,
+                         stabilizer=stabilizer)
+    prepared = prepare(model, composite, params, rules=rules, output=output, input_shapes=input_shapes, opset=opset,
+                       notes=notes)
+    model, plan = prepared.model, prepared.plan
+    taps = LayerTaps(plan, layer_relevance, layer_sums, path)
+    _emit(model, plan, seed, params["stabilizer"], taps)
+    _record(model, plan, prepared.composite, params, seed, taps)
+    restore_interface(model, prepared.half_interface)
+    _finish_versions(model, prepared.source_ir)
+    _remove_unused_initializers(model.graph)
+    if verify:
+        _verify(model, path)
+    return model
+
+
+def make_params(path=None, **values):
+    """The rule parameters: DEFAULT_PARAMS updated with `values` (None keeps the default), the stabilizer checked."""
+    params = dict(DEFAULT_PARAMS, **{k: v for k, v in values.items() if v is not None or k in ("low", "high")})
     try:
-        stabilizer = check_positive("stabilizer", stabilizer)
+        params["stabilizer"] = check_positive("stabilizer", params["stabilizer"])
     except ValueError as exc:
         raise OnnxLrpError(str(exc), path=path) from None
-    params = dict(DEFAULT_PARAMS, epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low, high=high,
-                  stabilizer=stabilizer)
+    return params
+
+
+class Prepared(NamedTuple):
+    model: onnx.ModelProto  # the canonical model, shapes inferred: what the relevance pass is appended to
+    plan: object
+    composite: str
+    half_interface: dict
+    source_ir: int
+
+
+def prepare(model, composite, params, *, rules=(), output=None, input_shapes=None, opset=None, notes=None,
+            strict=True):
+    """Read, check, canonicalize and plan: everything before the relevance pass is written. strict=False returns a
+    plan whose `unsupported` lists the nodes that would stop compile (for `onnx-lrp inspect`)."""
+    path = None if isinstance(model, onnx.ModelProto) else os.fspath(model)
+    notes = [] if notes is None else notes
+    opset = check_opset(opset, path)
     source = read_model(path) if path else copy.deepcopy(model)
     if not path and not source.graph.node:
         raise OnnxLrpError("the model holds no nodes.")
     source_ir = source.ir_version
     fill_interface(source)
     override_input_shapes(source, input_shapes, path)
-    model = check_and_upgrade(source, path)
+    half_interface = widen_to_float32(source)
+    if half_interface:
+        notes.append(f"note: float16 inputs/outputs {', '.join(half_interface)}: compiled in float32 inside, with "
+                     "casts at the interface; the relevance outputs are float32")
+    model = check_and_upgrade(source, path, opset=opset)
     canonicalize(model, notes)
     model = check_and_upgrade(model, path, check=False)  # shapes of the rewritten graph
     if composite is None:
@@ -78,18 +127,67 @@ def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabil
         if composite != DEFAULT_COMPOSITE:
             notes.append(f"note: the model has attention or LayerNorm/RMSNorm: explained with the transformer "
                          f"composite '{composite}' (LXT's AttnLRP); --composite chooses another")
-    plan = make_plan(model, composite, params, rules, output, path)
+    plan = make_plan(model, composite, params, rules, output, path, strict=strict)
     notes.extend(plan.notes)
-    _emit(model, plan, seed, params["stabilizer"])
-    _record(model, plan, composite, params, seed)
-    _finish_versions(model, source_ir)
-    _remove_unused_initializers(model.graph)
-    if verify:
-        _verify(model, path)
-    return model
+    return Prepared(model, plan, composite, half_interface, source_ir)
 
 
-def _emit(model, plan, seed, norm_stabilizer):
+class LayerTaps:
+    """Extra outputs inside the relevance pass: the relevance at chosen nodes' outputs, and per linear layer the
+    relevance summed over its input and its output (bias relevance). In the gradient form relevance is the
+    tensor times its gradient, as LXT reads it off a layer."""
+
+    def __init__(self, plan, patterns, sums, path):
+        self.gradient = plan.form == "gradient"
+        self.at = []
+        for pattern in patterns:
+            matched = [s.name for s in plan.steps if fnmatch.fnmatchcase(s.name, pattern)]
+            if not matched:
+                known = ", ".join(s.name for s in plan.steps)
+                raise OnnxLrpError(f"--layer-relevance '{pattern}' matches no node on the explained path; those "
+                                   f"nodes are: {known}", path=path)
+            self.at += [m for m in matched if m not in self.at]
+        self.summed = [s.name for s in plan.steps if s.kind == "Linear"] if sums else []
+        self.sums = {}  # layer name -> (input sum, output sum) tensors
+        self.outputs = []  # (output name, relevance tensor, forward tensor) of the relevance at a node
+
+    def relevance(self, b, tensor, arriving, scope):
+        return b.op("Mul", [tensor, arriving], scope, "tensor_times_gradient") if self.gradient else arriving
+
+    def per_sample_sum(self, b, tensor, arriving, scope):
+        rank = len(b.shapes[tensor])
+        summed = b.reduce("ReduceSum", self.relevance(b, tensor, arriving, scope), range(1, rank), scope,
+                          "per_sample_sum", keepdims=0)
+        return b.op("Unsqueeze", [summed, b.const(np.array([1, 2], np.int64), scope, "sum_axes", np.int64)], scope,
+                    "per_sample_sum_column")
+
+    def tap(self, b, step, rel_outs, emitted):
+        if step.name in self.at and rel_outs[0] is not None:
+            self.outputs.append((f"relevance_at_{step.name}",
+                                 self.relevance(b, step.outputs[0], rel_outs[0], step.name), step.outputs[0]))
+        if step.name in self.summed and rel_outs[0] is not None:
+            x = step.layer.x
+            into = self.per_sample_sum(b, x, emitted[x], step.name) if x in emitted else b.op(
+                "Mul", [self.per_sample_sum(b, step.outputs[0], rel_outs[0], step.name), b.scalar(0.0)], step.name,
+                "nothing_in")
+            self.sums[step.name] = (into, self.per_sample_sum(b, step.outputs[0], rel_outs[0], step.name))
+
+    def finish(self, b, graph, batch_dim):
+        for name, tensor, forward in self.outputs:
+            b.nodes.append(helper.make_node("Identity", [tensor], [name], name=b.fresh(name, "output")))
+            dims = b.shapes.get(forward)
+            graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT,
+                                                              None if dims is None else [batch_dim] + dims[1:]))
+        self.summed = [n for n in self.summed if n in self.sums]  # (a layer no relevance reached has no sums)
+        if self.summed:
+            pairs = [b.op("Concat", list(self.sums[n]), n, "in_out", axis=2) for n in self.summed]
+            b.nodes.append(helper.make_node("Concat", pairs, ["relevance_layer_sums"], axis=1,
+                                            name=b.fresh("layer_sums", "output")))
+            graph.output.append(helper.make_tensor_value_info("relevance_layer_sums", TensorProto.FLOAT,
+                                                              [batch_dim, len(self.summed), 2]))
+
+
+def _emit(model, plan, seed, norm_stabilizer, taps):
     graph = model.graph
     b = GraphBuilder(graph, tensor_shapes(graph), default_opset(model), norm_stabilizer)
     scope = "seed"
@@ -97,9 +195,11 @@ def _emit(model, plan, seed, norm_stabilizer):
     top = b.op("ArgMax", [logits], scope, "top_class", axis=1, keepdims=0)
     wants_top = b.op("Less", [TARGET, b.scalar(0, dtype=np.int64)], scope, "wants_top_class")
     chosen = b.op("Where", [wants_top, top, TARGET], scope, "class")
-    depth = b.const(np.array(plan.classes, np.int64), scope, "depth", np.int64)
-    one_hot = b.op("OneHot", [chosen, depth, b.const(np.array([0.0, 1.0], np.float32), scope, "off_on")],
-                   scope, "one_hot", axis=-1)
+    # one_hot(chosen) as (chosen == 0..classes-1): OneHot's depth is read differently across runtimes
+    column = b.op("Unsqueeze", [chosen, b.const(np.array([1], np.int64), scope, "class_axis", np.int64)], scope,
+                  "class_column")
+    classes = b.const(np.arange(plan.classes, dtype=np.int64)[None, :], scope, "class_ids", np.int64)
+    one_hot = b.op("Cast", [b.op("Equal", [column, classes], scope, "is_target")], scope, "one_hot", to=1)
     gradient = plan.form == "gradient"
     if not gradient:
         start = one_hot if seed == "one-hot" else b.op("Mul", [one_hot, logits], scope, "logit")
@@ -115,9 +215,10 @@ def _emit(model, plan, seed, norm_stabilizer):
         if all(r is None for r in rel_outs):
             continue
         emitter = REGISTRY[step.kind].gradient if gradient else REGISTRY[step.kind].emit
-        for name, relevance in emitter(b, step, rel_outs).items():
-            if name in step.live_inputs:
-                arriving[name].append(relevance)
+        emitted = {name: r for name, r in emitter(b, step, rel_outs).items() if name in step.live_inputs}
+        for name, relevance in emitted.items():
+            arriving[name].append(relevance)
+        taps.tap(b, step, rel_outs, emitted)
     for name in plan.explained_inputs:
         out = f"relevance_{name}"
         if arriving.get(name):
@@ -128,21 +229,24 @@ def _emit(model, plan, seed, norm_stabilizer):
         else:  # the input reaches the output only through paths that carry no relevance
             b.nodes.append(helper.make_node("ConstantOfShape", [b.op("Shape", [name], name, "shape")], [out],
                                             name=b.fresh(name, "output")))
-    graph.node.extend(b.nodes)
-    graph.initializer.extend(b.initializers)
-
     first = next(i for i in graph.input if i.name == plan.explained_inputs[0])
     batch = first.type.tensor_type.shape.dim[0]
     batch_dim = batch.dim_param or (batch.dim_value if batch.HasField("dim_value") else "N")
+    graph.node.extend(b.nodes)
+
     graph.input.append(helper.make_tensor_value_info(TARGET, TensorProto.INT64, [batch_dim]))
     inputs = {i.name: i for i in graph.input}
     for name in plan.explained_inputs:
         dims = inputs[name].type.tensor_type.shape.dim
         shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in dims]
         graph.output.append(helper.make_tensor_value_info(f"relevance_{name}", TensorProto.FLOAT, shape))
+    emitted = len(b.nodes)
+    taps.finish(b, graph, batch_dim)  # extra outputs after the relevance of the inputs
+    graph.node.extend(b.nodes[emitted:])
+    graph.initializer.extend(b.initializers)
 
 
-def _record(model, plan, composite, params, seed):
+def _record(model, plan, composite, params, seed, taps):
     meta = {
         "onnx_lrp.version": __version__,
         "onnx_lrp.composite": composite,
@@ -152,6 +256,8 @@ def _record(model, plan, composite, params, seed):
         "onnx_lrp.logits": plan.logits,
         "onnx_lrp.plan": json.dumps(plan.describe()),
     }
+    if taps.summed:
+        meta["onnx_lrp.layer_sums"] = json.dumps(taps.summed)
     kept = [p for p in model.metadata_props if not p.key.startswith("onnx_lrp.")]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)

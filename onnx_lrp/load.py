@@ -1,5 +1,6 @@
 """Load and check: read the file safely, refuse what cannot work, upgrade old opsets, infer static shapes."""
 import os
+from functools import lru_cache
 
 import numpy as np
 import onnx
@@ -7,7 +8,7 @@ from onnx import shape_inference, version_converter
 
 from .errors import OnnxLrpError
 
-MIN_OPSET = 16  # ScatterElements(reduction="add") for MaxPool relevance
+MIN_OPSET = 16  # ScatterElements(reduction="add") for the relevance of Gather at runtime indices
 TARGET_OPSET = 17
 
 
@@ -113,9 +114,10 @@ def _dims_text(dims):
     return ", ".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
 
 
-def check_and_upgrade(model, path=None, check=True):
-    """Checker (check=False: the model is onnx-lrp's own rewrite, checked already), opset upgrade to >= MIN_OPSET,
-    and shape inference, which runs on a copy without the weights (without_weights) and writes back only shapes."""
+def check_and_upgrade(model, path=None, check=True, opset=None):
+    """Checker (check=False: the model is onnx-lrp's own rewrite, checked already), opset conversion (to `opset`
+    if given, else up to TARGET_OPSET when below MIN_OPSET), and shape inference, which runs on a copy without the
+    weights (without_weights) and writes back only shapes."""
     fill_interface(model)
     if check:
         try:
@@ -123,13 +125,16 @@ def check_and_upgrade(model, path=None, check=True):
         except Exception as exc:
             raise OnnxLrpError(f"is not a valid ONNX model: {str(exc).strip().splitlines()[0]}. "
                                "Run onnx.checker on it and fix the exporter's output.", path=path) from None
-    opset = default_opset(model)
-    if opset < MIN_OPSET:
+    current = default_opset(model)
+    wanted = opset if opset is not None else (TARGET_OPSET if current < MIN_OPSET else current)
+    if wanted != current:
         try:
-            model = version_converter.convert_version(model, TARGET_OPSET)
+            model = version_converter.convert_version(model, wanted)
         except Exception as exc:
-            raise OnnxLrpError(f"uses opset {opset}, and upgrading it to opset {TARGET_OPSET} failed ({exc}). "
-                               f"Export the model at opset {TARGET_OPSET} or newer.", path=path) from None
+            hint = (f"Export the model at opset {wanted}" if opset is not None else
+                    f"Export the model at opset {TARGET_OPSET} or newer")
+            raise OnnxLrpError(f"uses opset {current}, and converting it to opset {wanted} failed "
+                               f"({str(exc).strip().splitlines()[0]}). {hint}.", path=path) from None
     try:
         inferred = shape_inference.infer_shapes(without_weights(model), check_type=True, data_prop=True)
     except Exception as exc:
@@ -166,6 +171,36 @@ def without_weights(model):
         elif init.name not in inputs:
             graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
     return light
+
+
+@lru_cache(maxsize=1)
+def max_runtime_opset():
+    """The newest default-domain opset the installed onnxruntime loads (onnx may know newer ones)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    for version in range(onnx.defs.onnx_opset_version(), MIN_OPSET, -1):
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", version)])
+        probe.ir_version = helper.find_min_ir_version_for(list(probe.opset_import))
+        try:
+            ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+            return version
+        except Exception:  # noqa: BLE001 - "opset not supported" is an ordinary exception here
+            continue
+    return MIN_OPSET
+
+
+def check_opset(opset, path=None):
+    """--opset: an int from MIN_OPSET to the newest opset onnxruntime loads, or None (keep the model's)."""
+    if opset is None:
+        return None
+    newest = max_runtime_opset()
+    if not isinstance(opset, (int, np.integer)) or not MIN_OPSET <= opset <= newest:
+        raise OnnxLrpError(f"opset {opset!r} is not supported: choose one from {MIN_OPSET} to {newest} (the newest "
+                           "this onnxruntime loads)", path=path)
+    return int(opset)
 
 
 def default_opset(model):

@@ -63,6 +63,7 @@ class Plan:
     notes: list = field(default_factory=list)
     form: str = "relevance"  # or "gradient" (transformer composites): see ops/registry.py
     token_inputs: tuple = ()  # explained integer inputs (token ids looked up in an embedding table)
+    unsupported: list = field(default_factory=list)  # (node, why) when planned with strict=False
 
     def describe(self):
         return [{"node": s.name, "op": "+".join(n.op_type for n in s.layer.nodes) if s.layer else s.node.op_type,
@@ -120,7 +121,7 @@ def reads(node):
     return names
 
 
-def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), output=None, path=None):
+def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), output=None, path=None, strict=True):
     graph = model.graph
     shapes, types = tensor_shapes(graph), tensor_types(graph)
     constants = constant_arrays(graph)
@@ -218,10 +219,11 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
         why = check(step, ctx) if check else None
         if why:
             problems.append((step.node, why))
-    if problems:
+    if problems and strict:
         raise UnsupportedNodesError(problems, path=path)
-    return Plan(_reached(steps, logits), explained, model_output, logits, dims[1], notes, form,
-                tuple(n for n in explained if n in looked_up))
+    failed = {id(node) for node, _ in problems}
+    return Plan(_reached([s for s in steps if id(s.node) not in failed], logits), explained, model_output, logits,
+                dims[1], notes, form, tuple(n for n in explained if n in looked_up), problems)
 
 
 def _reached(steps, logits):
