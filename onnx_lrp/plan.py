@@ -221,9 +221,10 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
             problems.append((step.node, why))
     if problems and strict:
         raise UnsupportedNodesError(problems, path=path)
-    failed = {id(node) for node, _ in problems}
-    return Plan(_reached([s for s in steps if id(s.node) not in failed], logits), explained, model_output, logits,
-                dims[1], notes, form, tuple(n for n in explained if n in looked_up), problems)
+    failed = {id(node) for node, _ in problems}  # (strict=False: the steps that could be planned, all of them)
+    kept = [s for s in steps if id(s.node) not in failed] if problems else _reached(steps, logits)
+    return Plan(kept, explained, model_output, logits, dims[1], notes, form,
+                tuple(n for n in explained if n in looked_up), problems)
 
 
 def _reached(steps, logits):

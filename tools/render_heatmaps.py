@@ -13,7 +13,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 import onnx_lrp
-from onnx_lrp.heatmap import gray_to_rgb, to_rgb, upscale, write_png
+from onnx_lrp.images import gray_to_rgb, save_png, to_rgb, upscale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPOSITES = ["epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1", "epsilon"]
@@ -66,7 +66,7 @@ def main():
         print(f"{composite:24s} predicted {logits.argmax(1).tolist()}", flush=True)
         columns.append([upscale(to_rgb(r[0]), 8) for r in relevance])
     out = os.path.join(ROOT, "docs", "heatmaps_digits.png")
-    write_png(out, tile_grid(list(zip(*columns))))  # one digit per row, one composite per column
+    save_png(out, tile_grid(list(zip(*columns))))  # one digit per row, one composite per column
     print(f"wrote {out}")
 
 
