@@ -1,0 +1,120 @@
+"""Digits demo: a small CNN on scikit-learn's 8x8 handwritten digits, for the explain workflow.
+
+    /work/venv-torch/bin/python tools/train_digits_demo.py      # torch, scikit-learn (bundled data, no download)
+
+Writes models/demo/digits_cnn.onnx and models/demo/digits_test.npz, then compiles the ONNX file with onnx-lrp
+(imported from this checkout) and checks that the relevance of the shipped test digits is finite and non-zero.
+
+Data: sklearn.datasets.load_digits (1797 images, 8x8, values 0..16). Input scaling: x = pixel / 16, so the input is
+float32 [N, 1, 8, 8] in [0, 1] and background pixels are exactly 0 ("ink" = x > 0). Split: train_test_split with
+test_size=0.25, stratified, random_state=0 (1347 train, 450 test).
+
+Model (torch.manual_seed(0)): Conv2d(1, 16, 3, pad 1) - ReLU - Conv2d(16, 32, 3, pad 1) - ReLU - MaxPool 2 -
+Flatten - Linear(512, 64) - ReLU - Linear(64, 10); Adam (lr 3e-3), batch 64, EPOCHS epochs, cross-entropy.
+Export: torch.onnx.export(dynamo=False, opset_version=17), input `input` [N, 1, 8, 8], output `logits` [N, 10]
+(no Softmax), dynamic batch N. Training runs on one thread with deterministic algorithms: a rerun gives the same
+weights.
+
+digits_test.npz: `x` float32 [50, 1, 8, 8] (scaled as trained) and `y` int64 [50]: the first 5 test-split digits of
+each class in split order (chosen before looking at the predictions), plus `index`, their row in load_digits.
+"""
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL_PATH = os.path.join(ROOT, "models", "demo", "digits_cnn.onnx")
+SAMPLES_PATH = os.path.join(ROOT, "models", "demo", "digits_test.npz")
+SEED, EPOCHS, PER_CLASS = 0, 20, 5
+
+
+def load():
+    """(x_train, y_train, x_test, y_test, test_index): x float32 [N, 1, 8, 8] = pixel / 16."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[:, None]
+    index = np.arange(len(x))
+    x_tr, x_te, y_tr, y_te, _, i_te = train_test_split(x, digits.target, index, test_size=0.25,
+                                                      stratify=digits.target, random_state=SEED)
+    return x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64), i_te
+
+
+def check_compiles(path, feeds, outputs=(None,), composite=None):
+    """Compile with onnx-lrp from this checkout and print the relevance's sum |R| per sample (must be finite, > 0)."""
+    sys.path.insert(0, ROOT)
+    import onnxruntime as ort
+
+    import onnx_lrp
+
+    n = len(next(iter(feeds.values())))
+    for output in outputs:
+        compiled = onnx_lrp.compile(path, composite, output=output)
+        session = ort.InferenceSession(compiled.SerializeToString(), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        result = dict(zip(names, session.run(None, {**feeds, "target": np.full(n, -1, np.int64)})))
+        for name in names:
+            if name.startswith("relevance_"):
+                r = result[name].reshape(n, -1)
+                mass = np.abs(r).sum(1)
+                assert np.isfinite(r).all() and (mass > 0).all(), (output, name, mass)
+                print(f"compiled ({composite or 'default composite'}, output {output or 'default'}): {name} "
+                      f"{list(result[name].shape)} finite, sum|R| per sample {mass.min():.3g}..{mass.max():.3g}")
+
+
+def main():
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from torch import nn
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    x_tr, y_tr, x_te, y_te, i_te = load()
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    xt, yt = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
+    g = torch.Generator().manual_seed(SEED)
+    for _ in range(EPOCHS):
+        model.train()
+        perm = torch.randperm(len(xt), generator=g)
+        for i in range(0, len(perm), 64):
+            b = perm[i:i + 64]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xt[b]), yt[b]).backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        train_acc = float((model(xt).argmax(1).numpy() == y_tr).mean())
+        logits = model(torch.from_numpy(x_te)).numpy()
+    test_acc = float((logits.argmax(1) == y_te).mean())
+    print(f"digits CNN: train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f} ({len(y_te)} held-out digits)")
+
+    os.makedirs(os.path.dirname(MODEL_PATH), exist_ok=True)
+    torch.onnx.export(model, (torch.from_numpy(x_te[:2]),), MODEL_PATH, input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+                      opset_version=17, dynamo=False)
+    proto = onnx.load(MODEL_PATH)
+    onnx.helper.set_model_props(proto, {
+        "demo.tool": "tools/train_digits_demo.py", "demo.seed": str(SEED), "demo.test_accuracy": f"{test_acc:.4f}",
+        "demo.input": "float32 [N, 1, 8, 8]: load_digits pixel / 16 (background exactly 0)",
+        "demo.classes": "digits 0-9", "demo.samples": "models/demo/digits_test.npz"})
+    onnx.save(proto, MODEL_PATH)
+
+    pick = np.concatenate([np.flatnonzero(y_te == d)[:PER_CLASS] for d in range(10)])
+    np.savez_compressed(SAMPLES_PATH, x=x_te[pick], y=y_te[pick], index=i_te[pick].astype(np.int64))
+    session = ort.InferenceSession(MODEL_PATH, providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x_te})[0]
+    print(f"ONNX vs torch max|diff| {np.abs(got - logits).max():.1e}; shipped samples: {len(pick)}, accuracy "
+          f"{(got[pick].argmax(1) == y_te[pick]).mean():.4f}")
+    print(f"wrote {MODEL_PATH} ({os.path.getsize(MODEL_PATH)} bytes), {SAMPLES_PATH} "
+          f"({os.path.getsize(SAMPLES_PATH)} bytes)")
+    check_compiles(MODEL_PATH, {"input": x_te[pick]})
+
+
+if __name__ == "__main__":
+    main()
