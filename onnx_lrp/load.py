@@ -120,11 +120,12 @@ def check_and_upgrade(model, path=None, check=True, opset=None):
     weights (without_weights) and writes back only shapes."""
     fill_interface(model)
     if check:
-        try:
-            onnx.checker.check_model(model, full_check=False)
+        try:  # the checker serializes what it checks: the graph without its weights, which are sized below
+            onnx.checker.check_model(without_weights(model), full_check=False)
         except Exception as exc:
             raise OnnxLrpError(f"is not a valid ONNX model: {str(exc).strip().splitlines()[0]}. "
                                "Run onnx.checker on it and fix the exporter's output.", path=path) from None
+        _check_weight_sizes(model, path)
     current = default_opset(model)
     wanted = opset if opset is not None else (TARGET_OPSET if current < MIN_OPSET else current)
     if wanted != current:
@@ -147,6 +148,20 @@ def check_and_upgrade(model, path=None, check=True, opset=None):
     for output in model.graph.output:
         output.type.CopyFrom(outputs[output.name].type)
     return model
+
+
+_DATA_FIELDS = ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
+
+
+def _check_weight_sizes(model, path):
+    """Each initializer with elements holds data (the checker's 'one and only one value field', asked without
+    serializing the weights: protobuf would copy each of them to size it)."""
+    for init in model.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL or not int(np.prod(init.dims)):
+            continue
+        if not (init.HasField("raw_data") or any(len(getattr(init, f)) for f in _DATA_FIELDS[1:])):
+            raise OnnxLrpError(f"is not a valid ONNX model: initializer '{init.name}' (dims {list(init.dims)}) holds "
+                               "no data. Export the model again with its weights.", path=path)
 
 
 LIGHT_MAX_ELEMENTS = 64  # initializers up to this size keep their values in a light copy (reshape targets, axes)

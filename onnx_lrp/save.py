@@ -4,6 +4,7 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
 import onnx
 from onnx.external_data_helper import load_external_data_for_model
 
@@ -13,11 +14,26 @@ from .errors import OnnxLrpError
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27
 
 
+def approximate_size(model):
+    """The serialized size within a few bytes per tensor, without serializing: protobuf's ByteSize copies every
+    weight to measure it. Weights count as their element bytes, everything else as measured."""
+    total = 0
+    for init in model.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        try:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+        except Exception:  # noqa: BLE001 - an unusual type (strings): measure it
+            total += init.ByteSize()
+            continue
+        total += int(np.prod(init.dims)) * itemsize + 64
+    light = onnx.ModelProto()
+    light.graph.node.extend(model.graph.node)
+    return total + light.ByteSize()
+
+
 def needs_external_data(model, threshold=None):
-    try:
-        return model.ByteSize() > (EXTERNAL_DATA_THRESHOLD if threshold is None else threshold)
-    except Exception:  # protobuf refuses even to size a message over 2 GB (EncodeError)
-        return True
+    return approximate_size(model) > (EXTERNAL_DATA_THRESHOLD if threshold is None else threshold)
 
 
 def _restore_inline_data(model, folder):
@@ -26,6 +42,86 @@ def _restore_inline_data(model, folder):
     for tensor in model.graph.initializer:
         if tensor.HasField("data_location") and tensor.data_location == onnx.TensorProto.DEFAULT:
             tensor.ClearField("data_location")
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _repeated(field):
+    is_repeated = getattr(field, "is_repeated", None)  # protobuf >= 6; older ones only have `label`
+    return is_repeated if is_repeated is not None else field.label == 3
+
+
+def _field_part(message, field, value):
+    """A message of the same type holding only this one field (a small copy: never called for the weights)."""
+    part = type(message)()
+    if _repeated(field):
+        getattr(part, field.name).extend(value)
+    elif field.type == field.TYPE_MESSAGE:
+        getattr(part, field.name).CopyFrom(value)
+    else:
+        setattr(part, field.name, value)
+    return part
+
+
+def _tensor_size(tensor):
+    """Serialized size of a TensorProto, its raw_data counted from its dims (protobuf would copy it to measure)."""
+    if not tensor.HasField("raw_data"):
+        return len(tensor.SerializeToString())
+    meta = onnx.TensorProto()
+    for field, value in tensor.ListFields():
+        if field.name != "raw_data":
+            meta.MergeFrom(_field_part(tensor, field, value))
+    n = int(np.prod(tensor.dims)) * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    return len(meta.SerializeToString()) + 1 + len(_varint(n)) + n  # tag of field 9 (raw_data) is one byte
+
+
+STREAMED = ("graph", "initializer")
+
+
+def _size(message):
+    total = 0
+    for field, value in message.ListFields():
+        if field.name not in STREAMED:
+            total += len(_field_part(message, field, value).SerializeToString())
+            continue
+        for item in (value if _repeated(field) else [value]):
+            n = _size(item) if field.name == "graph" else _tensor_size(item)
+            total += len(_varint(field.number << 3 | 2)) + len(_varint(n)) + n
+    return total
+
+
+def _write_message(message, f):
+    """The bytes of message.SerializeToString(), written field by field in field-number order, so that no copy of
+    the whole model is ever held: the graph is written field by field and each weight tensor on its own."""
+    for field, value in message.ListFields():
+        if field.name not in STREAMED:
+            f.write(_field_part(message, field, value).SerializeToString())
+            continue
+        tag = _varint(field.number << 3 | 2)  # wire type 2: length-delimited
+        for item in (value if _repeated(field) else [value]):
+            if field.name == "graph":
+                n = _size(item)
+                f.write(tag + _varint(n))
+                start = f.tell()
+                _write_message(item, f)
+                if f.tell() - start != n:
+                    raise OnnxLrpError(f"internal error: the graph took {f.tell() - start} bytes to write, not the "
+                                       f"{n} measured. Please report this with the model.")
+            else:
+                data = item.SerializeToString()
+                f.write(tag + _varint(len(data)) + data)
+
+
+def write_serialized(model, f):
+    """model.SerializeToString() into the open file `f`, holding at most one weight tensor's bytes at a time."""
+    _write_message(model, f)
 
 
 def check_output_folder(path):
@@ -55,7 +151,7 @@ def write_model(model, path, *, external_data_threshold=None):
             written.append(os.path.join(folder, data_name))
         else:
             with open(staged, "wb") as f:
-                f.write(model.SerializeToString())
+                write_serialized(model, f)
         os.replace(staged, path)
         written.insert(0, path)
         return written

@@ -19,13 +19,27 @@ class LinearLayer:
     kind: str  # 'conv' or 'dense'
     x: str
     z: str
-    weight: np.ndarray  # conv: [O, C/group, k...]; dense: [in, out]  (x @ weight)
+    weight_source: object  # the weight, or a function that reads it (see `weight`)
     bias: np.ndarray  # [O], or None
     weight_name: str = None  # an initializer that already holds `weight` unmodified...
     weight_transposed: bool = False  # ...stored as weight.T (torch's [out, in] for Gemm transB=1)
     input_transposed: bool = False  # Gemm transA=1: x holds the input as [in, batch]
     nodes: list = field(default_factory=list)
     input_non_negative: bool = False  # the input is provably >= 0 (after a ReLU): a- terms are exactly zero
+    weight_shape: tuple = None
+
+    def __post_init__(self):
+        if self.weight_shape is None:
+            self.weight_shape = tuple(self.weight_source.shape)
+
+    @property
+    def weight(self):
+        """conv: [O, C/group, k...]; dense: [in, out] (x @ weight). Read from the model only when a rule needs the
+        values at compile time: protobuf hands out a copy of a tensor's bytes, and most rules reuse the model's
+        initializer in the graph instead (weight_name)."""
+        if callable(self.weight_source):
+            self.weight_source = self.weight_source()
+        return self.weight_source
 
 
 def read_conv(node, ctx):
@@ -35,8 +49,9 @@ def read_conv(node, ctx):
     if len(node.input) > 2 and node.input[2] and node.input[2] not in consts:
         return None, "the Conv bias is not a constant"
     bias = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else None
-    return LinearLayer("conv", node.input[0], node.output[0], consts[node.input[1]], bias,
-                       weight_name=node.input[1], nodes=[node]), None
+    name = node.input[1]
+    return LinearLayer("conv", node.input[0], node.output[0], lambda: consts[name], bias, weight_name=name,
+                       nodes=[node], weight_shape=consts.shape(name)), None
 
 
 def read_gemm(node, ctx):
@@ -45,34 +60,41 @@ def read_gemm(node, ctx):
         return None, "the Gemm weight (input B) is not a constant"
     if len(node.input) > 2 and node.input[2] and node.input[2] not in consts:
         return None, "the Gemm bias (input C) is not a constant"
-    w = consts[node.input[1]]
+    name = node.input[1]
     alpha, beta, trans_b = a.get("alpha", 1.0), a.get("beta", 1.0), a.get("transB", 0)
-    weight = w.T if trans_b else w  # a view: VGG's first dense weight alone is 400 MB
-    if alpha != 1.0:
-        weight = weight * np.float32(alpha)
+    stored = consts.shape(name)
+    shape = tuple(reversed(stored)) if trans_b else tuple(stored)
+
+    def weight():
+        w = consts[name]
+        view = w.T if trans_b else w  # a view: VGG's first dense weight alone is 400 MB
+        return (view * np.float32(alpha)).astype(w.dtype, copy=False) if alpha != 1.0 else view
+
     bias = None
     if len(node.input) > 2 and node.input[2]:
         c = consts[node.input[2]]
-        if c.size not in (1, weight.shape[1]):
+        if c.size not in (1, shape[1]):
             return None, f"the Gemm bias has shape {list(c.shape)}; only a per-output bias is supported"
-        bias = np.broadcast_to(c.reshape(-1) * np.float32(beta), (weight.shape[1],)).astype(w.dtype)
-    return LinearLayer("dense", node.input[0], node.output[0], weight.astype(w.dtype, copy=False), bias,
-                       weight_name=node.input[1] if alpha == 1.0 else None, weight_transposed=bool(trans_b),
-                       input_transposed=bool(a.get("transA", 0)), nodes=[node]), None
+        bias = np.broadcast_to(c.reshape(-1) * np.float32(beta), (shape[1],)).astype(c.dtype)
+    return LinearLayer("dense", node.input[0], node.output[0], weight, bias,
+                       weight_name=name if alpha == 1.0 else None, weight_transposed=bool(trans_b),
+                       input_transposed=bool(a.get("transA", 0)), nodes=[node], weight_shape=shape), None
 
 
 def read_matmul(node, ctx, add=None):
     """MatMul with a constant 2-D weight, optionally with the Add of a constant bias that follows it."""
     consts = ctx.constants
-    if node.input[1] not in consts or consts[node.input[1]].ndim != 2:
+    name = node.input[1]
+    if name not in consts or len(consts.shape(name)) != 2:
         return None, "MatMul is supported with a constant 2-D weight as its second input"
-    w = consts[node.input[1]]
+    shape = tuple(consts.shape(name))
     if add is None:
-        return LinearLayer("dense", node.input[0], node.output[0], w, None, weight_name=node.input[1],
-                           nodes=[node]), None
+        return LinearLayer("dense", node.input[0], node.output[0], lambda: consts[name], None, weight_name=name,
+                           nodes=[node], weight_shape=shape), None
     c = consts[add.input[1] if add.input[0] == node.output[0] else add.input[0]]
-    bias = np.broadcast_to(c.reshape(-1), (w.shape[1],)).astype(w.dtype)
-    return LinearLayer("dense", node.input[0], add.output[0], w, bias, weight_name=node.input[1],
+    bias = np.broadcast_to(c.reshape(-1), (shape[1],)).astype(c.dtype)
+    return LinearLayer("dense", node.input[0], add.output[0], lambda: consts[name], bias, weight_name=name,
+                       weight_shape=shape,
                        nodes=[node, add]), None
 
 
@@ -80,7 +102,7 @@ class ConvOps:
     def __init__(self, b, layer, scope):
         node = layer.nodes[0]
         self.b, self.layer, self.scope = b, layer, scope
-        geo = spatial_geometry(b, node, layer.weight.shape[2:])
+        geo = spatial_geometry(b, node, layer.weight_shape[2:])
         self.attrs = dict(strides=geo["strides"], dilations=geo["dilations"], pads=geo["pads"],
                           group=attrs_of(node).get("group", 1))
         self.transpose_pads, out_pad = transpose_pads(geo)
@@ -120,7 +142,7 @@ class ConvOps:
         """Pads of the Conv that computes the stride-1 adjoint, d (k - 1) - p per side; None where it is no Conv."""
         if any(s != 1 for s in self.attrs["strides"]):
             return None
-        reach = [(k - 1) * d for k, d in zip(self.layer.weight.shape[2:], self.attrs["dilations"])]
+        reach = [(k - 1) * d for k, d in zip(self.layer.weight_shape[2:], self.attrs["dilations"])]
         pads = [r - p for r, p in zip(reach * 2, self.attrs["pads"])]
         return pads if all(p >= 0 for p in pads) else None
 
@@ -128,7 +150,7 @@ class ConvOps:
         """[O, C/g, k...] -> [C, O/g, k...] with every spatial axis reversed, once per weight."""
         if param.name not in self._flipped:
             b, scope = self.b, self.scope
-            out_channels, in_per_group, *kernel = self.layer.weight.shape
+            out_channels, in_per_group, *kernel = self.layer.weight_shape
             groups = self.attrs["group"]
             spatial = list(range(2, 2 + len(kernel)))
             grouped_shape = b.const(np.array([groups, out_channels // groups, in_per_group, *kernel]), scope,
@@ -194,7 +216,7 @@ def _constant_input_shape(b, layer):
     """Batch-1 shape of a constant input; a dense layer acts on the last axis, so [1, in] broadcasts."""
     if layer.kind == "conv":
         return [1] + b.static_shape(layer.x, layer.nodes[0])[1:]
-    return [1, layer.weight.shape[0]]
+    return [1, layer.weight_shape[0]]
 
 
 def _rule_input(b, layer, x, kind, rule, scope, cache):

@@ -23,9 +23,43 @@ def consumers(graph):
     return users
 
 
+class ConstantArrays(dict):
+    """name -> numpy array of an initializer, converted on first access: protobuf hands out a copy of a tensor's
+    bytes, so converting every weight up front would hold a second copy of the model."""
+
+    def __init__(self, graph):
+        super().__init__()
+        self._initializers = {init.name: init for init in graph.initializer}
+
+    def __contains__(self, name):
+        return dict.__contains__(self, name) or name in self._initializers
+
+    def __missing__(self, name):
+        value = self[name] = _array(self._initializers[name])
+        return value
+
+    def shape(self, name):
+        """The dims of a constant, without converting it."""
+        if dict.__contains__(self, name):
+            return tuple(dict.__getitem__(self, name).shape)
+        return tuple(self._initializers[name].dims)
+
+    def get(self, name, default=None):
+        return self[name] if name in self else default
+
+    def keys(self):
+        return self._initializers.keys() | dict.keys(self)
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self):
+        return len(self.keys())
+
+
 def constant_arrays(graph):
-    """name -> numpy array of every initializer; raw little-endian data is viewed in place (read-only), not copied."""
-    return {init.name: _array(init) for init in graph.initializer}
+    """name -> numpy array of every initializer (converted lazily, see ConstantArrays)."""
+    return ConstantArrays(graph)
 
 
 _RAW = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64, TensorProto.INT64: np.int64,
@@ -34,9 +68,9 @@ _RAW = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64, TensorPro
 
 def _array(init):
     dtype = _RAW.get(init.data_type)
-    if dtype is not None and init.raw_data and sys.byteorder == "little" and \
-            len(init.raw_data) == int(np.prod(init.dims)) * np.dtype(dtype).itemsize:
-        return np.frombuffer(init.raw_data, dtype=dtype).reshape(tuple(init.dims))
+    raw = init.raw_data if dtype is not None and sys.byteorder == "little" else b""  # (a copy, made once)
+    if raw and len(raw) == int(np.prod(init.dims)) * np.dtype(dtype).itemsize:
+        return np.frombuffer(raw, dtype=dtype).reshape(tuple(init.dims))
     return numpy_helper.to_array(init)
 
 

@@ -3,7 +3,7 @@ import numpy as np
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from .base import Pass, remove_nodes
+from .base import ConstantArrays, Pass, remove_nodes
 
 # ops that must not be folded even with constant inputs
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
@@ -42,7 +42,7 @@ class FoldConstants(Pass):
 
     def run(self, model, notes):
         graph = model.graph
-        known = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+        known = ConstantArrays(graph)
         graph_inputs = {i.name for i in graph.input}
         opsets = list(model.opset_import)
         doomed = []
