@@ -74,7 +74,7 @@ def _parser():
 
     e = sub.add_parser("explain", help="explain inputs (.npy, .npz, images, folders): relevance, heatmaps, rankings")
     e.add_argument("model", help="the ONNX classifier, or a model compiled by onnx-lrp")
-    e.add_argument("inputs", nargs="+", metavar="INPUT", help=".npy/.npz arrays (one sample or a batch), images, "
+    e.add_argument("inputs", nargs="+", metavar="INPUT", help=".npy/.npz arrays (one sample or a batch; FILE.npz:KEY picks one array), images, "
                    "or folders of them")
     e.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
     e.add_argument("--target", type=int, help="the class to explain (default: each input's top class)")

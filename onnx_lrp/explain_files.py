@@ -25,7 +25,9 @@ def collect_files(paths):
     """The input files in order: files as given, folders expanded to their array and image files (sorted)."""
     files = []
     for path in paths:
-        if os.path.isdir(path):
+        if split_key(path)[1] is not None and os.path.isfile(split_key(path)[0]):
+            files.append(path)
+        elif os.path.isdir(path):
             found = sorted(os.path.join(path, f) for f in os.listdir(path)
                            if f.lower().endswith(ARRAY_SUFFIXES + IMAGE_SUFFIXES))
             if not found:
@@ -58,7 +60,16 @@ def _split(stem, arrays, inputs, path):
                                                       for name, a in arrays.items()}) for k in range(n)]
 
 
+def split_key(path):
+    """'data.npz:images' -> ('data.npz', 'images'): one array of an .npz, chosen by name."""
+    base, sep, key = path.rpartition(":")
+    if sep and base.lower().endswith(".npz") and key and os.sep not in key:
+        return base, key
+    return path, None
+
+
 def read_samples(path, inputs, image_options):
+    path, key = split_key(path)
     stem = os.path.splitext(os.path.basename(path))[0]
     names = [i.name for i in inputs]
     lower = path.lower()
@@ -77,13 +88,22 @@ def read_samples(path, inputs, image_options):
                                "array per input name", path=path)
         return _split(stem, {names[0]: loaded}, inputs, path)
     arrays = dict(loaded.items())
-    if all(n in arrays for n in names):
+    if key is not None:
+        if key not in arrays or len(names) != 1:
+            raise OnnxLrpError(f"the .npz holds {', '.join(arrays) or 'nothing'}; ':{key}' names none of them"
+                               if key not in arrays else "FILE.npz:KEY needs a model with one input", path=path)
+        arrays = {names[0]: arrays[key]}
+    elif all(n in arrays for n in names):
         arrays = {n: arrays[n] for n in names}
-    elif len(names) == 1 and len(_fitting(arrays, inputs[0])) == 1:  # e.g. x beside labels y
-        arrays = {names[0]: arrays[_fitting(arrays, inputs[0])[0]]}
     else:
-        raise OnnxLrpError(f"the .npz holds {', '.join(arrays) or 'nothing'}; it needs an array for each model "
-                           f"input ({', '.join(names)})", path=path)
+        fitting = _fitting(arrays, inputs[0]) if len(names) == 1 else []
+        if len(fitting) > 1 and "x" in fitting:  # the usual name of the inputs beside labels and extras
+            fitting = ["x"]
+        if len(fitting) != 1:
+            found = f"; {', '.join(fitting)} fit the input: choose one with FILE.npz:KEY" if fitting else ""
+            raise OnnxLrpError(f"the .npz holds {', '.join(arrays) or 'nothing'}; it needs an array for each model "
+                               f"input ({', '.join(names)}){found}", path=path)
+        arrays = {names[0]: arrays[fitting[0]]}
     return _split(stem, arrays, inputs, path)
 
 
@@ -234,7 +254,9 @@ def _write_sample(args, k, sample, explanation, relevances, vocab, out_dir, prin
         np.savez(base + ".relevance.npz", **own)
     total = sum(float(r.sum()) for r in own.values())
     target = int(explanation.target[k])
-    if explanation.output is not None:
+    if explanation.output is not None and explanation.output.shape[1] == 1:  # one score (a value head): no classes
+        line = f"{sample.stem}: score {explanation.output[k, 0]:.4g}, relevance sum {total:.4g}"
+    elif explanation.output is not None:
         scores = explanation.output[k]
         score = f"{scores[target]:.4g}" if 0 <= target < len(scores) else "n/a"
         line = (f"{sample.stem}: predicted {int(scores.argmax())}, explained {target} (score {score}), relevance sum "

@@ -191,7 +191,7 @@ def test_cli_explain_board_heads(tmp_path, capsys):
     assert main(["explain", path, str(tmp_path / "boards.npy"), "--out", str(tmp_path / "p"), "--output", "policy",
                  "--target", "19", "--composite", "epsilon"]) == 0
     out = capsys.readouterr().out
-    assert out.count("explained 0 (score") == 2 and out.count("explained 19 (score") == 2
+    assert out.count("boards_0: score ") == 1 and out.count("explained 19 (score") == 2  # a value head has no class
     value = np.load(tmp_path / "v" / "boards_0.relevance.npy")
     policy = np.load(tmp_path / "p" / "boards_0.relevance.npy")
     ref = direct(path, boards, np.array([19, 19]), "epsilon", output="policy")["relevance_board"][0]
@@ -206,6 +206,12 @@ def test_cli_explain_errors_name_the_file(tmp_path, capsys):
     assert main(["explain", path, str(tmp_path / "wrong.npz"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "wrong.npz: the .npz holds a, b; it needs an array for each model input (input)" in err
+    np.savez(tmp_path / "two.npz", first=np.zeros((2, 1, 8, 8), np.float32), second=np.ones((1, 8, 8), np.float32))
+    assert main(["explain", path, str(tmp_path / "two.npz"), "--out", str(tmp_path / "o")]) == 2
+    assert "first, second fit the input: choose one with FILE.npz:KEY" in capsys.readouterr().err
+    assert main(["explain", path, str(tmp_path / "two.npz") + ":second", "--out", str(tmp_path / "k")]) == 0
+    assert sorted(os.listdir(tmp_path / "k")) == ["two.heatmap.png", "two.input.png", "two.relevance.npy"]
+    capsys.readouterr()
     assert main(["explain", path, str(tmp_path / "missing.npy"), "--out", str(tmp_path / "o")]) == 2
     assert "missing.npy: input not found" in capsys.readouterr().err
     compiled = tmp_path / "d.lrp.onnx"
@@ -214,7 +220,7 @@ def test_cli_explain_errors_name_the_file(tmp_path, capsys):
     assert main(["explain", str(compiled), str(tmp_path / "x.npy"), "--out", str(tmp_path / "o"), "--composite",
                  "epsilon"]) == 2
     assert "compiled already; --composite apply only to a plain model" in capsys.readouterr().err
-    assert not (tmp_path / "o").exists()
+    assert not (tmp_path / "o").exists()  # nothing written on failure
 
 
 def test_cli_inspect_lists_rules_and_every_unsupported_node(tmp_path, capsys):
