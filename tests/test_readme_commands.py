@@ -205,3 +205,18 @@ def test_readme_command_runs(command, tmp_path):
         check_explain(stdout, outputs[-1])
     elif argv[1] == "inspect":
         assert stdout.strip(), "inspect printed nothing"
+
+
+def test_readme_python_snippets_run_in_order(tmp_path):
+    """Every ```python block of README.md, run in order in one process, after the top's compile command (the first
+    block reads its output), in a folder that sees the repo's models/."""
+    text = open(README).read()
+    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    assert len(blocks) >= 2
+    tmp = str(tmp_path)
+    workspace(tmp)
+    run(onnx_lrp_argv() + ["compile", "models/minivgg_cifar10.onnx", "-o", "minivgg.lrp.onnx"], tmp)
+    script = "\n".join(blocks) + "\nprint('relevance', relevance.shape, e.relevance.shape, sorted(e.bias_relevance))\n"
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "relevance (4, 3, 32, 32) (50, 1, 8, 8)" in done.stdout
