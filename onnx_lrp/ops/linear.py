@@ -132,7 +132,11 @@ class ConvOps:
         ConvTranspose that serves the strided case."""
         pads = self._adjoint_conv_pads()
         if pads is None:
-            return self.b.op("ConvTranspose", [g, self.weight(param)], self.scope, f"conv_T_{param.name}",
+            w = self.weight(param)
+            out_channels, in_per_group = self.layer.weight_shape[:2]
+            if out_channels == in_per_group * self.attrs["group"]:  # the same shape in both layouts
+                w, g = distinct_weight(self.b, w, g, self.scope, param.name)
+            return self.b.op("ConvTranspose", [g, w], self.scope, f"conv_T_{param.name}",
                              strides=self.attrs["strides"], dilations=self.attrs["dilations"],
                              group=self.attrs["group"], pads=self.transpose_pads, output_padding=self.output_padding)
         return self.b.op("Conv", [g, self._flipped_weight(param)], self.scope, f"conv_adjoint_{param.name}",
@@ -205,11 +209,26 @@ class DenseOps:
 
     def adjoint(self, g, param):
         b, scope = self.b, self.scope
+        square = self.layer.weight_shape[0] == self.layer.weight_shape[1]
         if self.rank2:
             w, t = self._weight(param, False)
-            return b.op("Gemm", [g, w], scope, f"dense_T_{param.name}", transB=int(not t))
+            if square:  # (Gemm's alpha takes the 1/2, so no extra pass over g)
+                w = distinct_weight(b, w, None, scope, param.name)[0]
+            return b.op("Gemm", [g, w], scope, f"dense_T_{param.name}", transB=int(not t),
+                        alpha=0.5 if square else None)
         w, _ = self._weight(param, True)
+        if square:
+            w, g = distinct_weight(b, w, g, scope, param.name)
         return b.op("MatMul", [g, w], scope, f"dense_T_{param.name}")
+
+
+def distinct_weight(b, w, g, scope, hint):
+    """(2 w, g / 2) for an adjoint whose weight has the same shape in the forward and the transposed layout: the
+    product is exact (powers of two), and the adjoint reads a constant of its own (folded once at load). OpenVINO
+    2026.4's CPU plugin computes an op that reads a square constant transposed with the layout of another op that
+    reads the same constant directly (MatMul(x, W) beside MatMul(r, W^T), Conv beside ConvTranspose)."""
+    doubled = b.op("Mul", [w, b.scalar(2.0)], scope, f"weight_{hint}_doubled")
+    return doubled, None if g is None else b.op("Mul", [g, b.scalar(0.5)], scope, f"adjoint_input_{hint}_halved")
 
 
 def _constant_input_shape(b, layer):

@@ -21,50 +21,94 @@ def _no_storage_order(step, ctx):
 @register("MaxPool", check=_no_storage_order, gradient=SAME)
 def maxpool_winner_takes_all(b, step, rel_outs):
     """Each window's relevance goes to its first maximum in row-major order (the element PyTorch's and onnxruntime's
-    argmax pick). Written with Slice, ArgMax and a ConvTranspose that places each window offset back, not with
-    MaxPool's Indices output, whose layout runtimes read differently (OpenVINO numbers per channel)."""
+    argmax pick), found by ArgMax over the windows' elements stacked on an axis of their own, not read from
+    MaxPool's Indices output, whose layout runtimes read differently (OpenVINO numbers per channel). Windows that
+    tile the input (kernel = stride, no padding: VGG's) are a Reshape and Transpose away; others are gathered by one
+    strided Slice per window offset and placed back by a ConvTranspose."""
     node, x, scope = step.node, step.node.input[0], step.name
     geo = spatial_geometry(b, node, attrs_of(node)["kernel_shape"])
-    k, s, d, nd = geo["kernel"], geo["strides"], geo["dilations"], len(geo["kernel"])
     channels = b.static_shape(x, node)[1]
-    begin = geo["pads"][:nd]
-    # the padded length each window offset's strided slice needs (ceil_mode windows may run past the end pads)
-    needed = [(o - 1) * st + (kk - 1) * dd + 1 for o, st, kk, dd in zip(geo["out_spatial"], s, k, d)]
-    end = [max(n - i - pb, 0) for n, i, pb in zip(needed, geo["in_spatial"], begin)]
-    stacked = b.op("Unsqueeze", [x, b.const(np.array([2], np.int64), scope, "offset_axis", np.int64)], scope,
-                   "with_offset_axis")
-    if any(begin) or any(end):
-        lowest = b.scalar(float(np.finfo(np.float32).min))
-        stacked = b.op("Pad", [stacked, b.const(np.array([0, 0, 0] + begin + [0, 0, 0] + end, np.int64), scope,
-                                                "pads", np.int64), lowest], scope, "padded")
-    offsets = list(itertools.product(*(range(kk) for kk in k)))
-    axes = b.const(np.arange(3, 3 + nd, dtype=np.int64), scope, "window_axes", np.int64)
-    steps = b.const(np.array(s, np.int64), scope, "strides", np.int64)
-    candidates = []
-    for offset in offsets:
-        first = [o * dd for o, dd in zip(offset, d)]
-        last = [f + (o - 1) * st + 1 for f, o, st in zip(first, geo["out_spatial"], s)]
-        candidates.append(b.op("Slice", [stacked, b.const(np.array(first, np.int64), scope, "offset_start", np.int64),
-                                         b.const(np.array(last, np.int64), scope, "offset_end", np.int64),
-                                         axes, steps], scope, "window_offset"))
-    windows = b.op("Concat", candidates, scope, "windows", axis=2)  # [N, C, offsets, *out]
+    tiles = (geo["kernel"] == geo["strides"] and set(geo["dilations"]) == {1} and not any(geo["pads"])
+             and all(o * k == i for o, k, i in zip(geo["out_spatial"], geo["kernel"], geo["in_spatial"])))
+    count = int(np.prod(geo["kernel"]))
+    windows = (_tiled_windows if tiles else _sliced_windows)(b, x, geo, channels, scope)  # [N, C, count, *out]
     winner = b.op("ArgMax", [windows], scope, "winner", axis=2, keepdims=1, select_last_index=0)
-    offset_ids = b.const(np.arange(len(offsets), dtype=np.int64).reshape([1, 1, -1] + [1] * nd), scope,
+    offset_ids = b.const(np.arange(count, dtype=np.int64).reshape([1, 1, -1] + [1] * len(geo["kernel"])), scope,
                          "offset_ids", np.int64)
     wins = b.op("Cast", [b.op("Equal", [winner, offset_ids], scope, "is_winner")], scope, "wins", to=1)
     routed = b.op("Mul", [wins, b.op("Unsqueeze", [rel_outs[0], b.const(np.array([2], np.int64), scope,
                                                                          "offset_axis", np.int64)],
                                      scope, "relevance_per_window")], scope, "routed")
-    flat = b.op("Reshape", [routed, b.const(np.array([0, channels * len(offsets)] + list(geo["out_spatial"]),
-                                                     np.int64), scope, "channels_by_offset", np.int64)],
-                scope, "routed_flat")
-    place = np.zeros([channels * len(offsets), 1] + k, np.float32)  # offset j of channel c -> its kernel position
+    return {x: (_tiled_place if tiles else _conv_place)(b, routed, geo, channels, scope)}
+
+
+def _shape(b, dims, scope, hint):
+    return b.const(np.array(dims, np.int64), scope, hint, np.int64)
+
+
+def _tiled_windows(b, x, geo, channels, scope):
+    """[N, C, o1*k1, o2*k2] -> [N, C, k1*k2, o1, o2]: the windows' elements on an axis of their own."""
+    nd = len(geo["kernel"])
+    split = [0, channels] + [v for o, k in zip(geo["out_spatial"], geo["kernel"]) for v in (o, k)]
+    tiled = b.op("Reshape", [x, _shape(b, split, scope, "tiles")], scope, "tiles")
+    perm = [0, 1] + [3 + 2 * i for i in range(nd)] + [2 + 2 * i for i in range(nd)]
+    moved = b.op("Transpose", [tiled], scope, "offsets_first", perm=perm)
+    return b.op("Reshape", [moved, _shape(b, [0, channels, -1] + geo["out_spatial"], scope, "windows_shape")],
+                scope, "windows")
+
+
+def _tiled_place(b, routed, geo, channels, scope):
+    """The inverse of _tiled_windows: each window's elements back to their pixels."""
+    nd = len(geo["kernel"])
+    unpacked = b.op("Reshape", [routed, _shape(b, [0, channels] + geo["kernel"] + geo["out_spatial"], scope,
+                                               "offsets_shape")], scope, "offsets_unpacked")
+    perm = [0, 1] + [v for i in range(nd) for v in (2 + nd + i, 2 + i)]
+    placed = b.op("Transpose", [unpacked], scope, "offsets_back", perm=perm)
+    return b.op("Reshape", [placed, _shape(b, [0, channels] + geo["in_spatial"], scope, "input_shape")], scope,
+                "relevance")
+
+
+def _sliced_windows(b, x, geo, channels, scope):
+    """One strided Slice per window offset of x (padded with the lowest float where windows reach past it),
+    concatenated on a new axis 2."""
+    k, s, d, nd = geo["kernel"], geo["strides"], geo["dilations"], len(geo["kernel"])
+    begin = geo["pads"][:nd]
+    # the padded length each window offset's strided slice needs (ceil_mode windows may run past the end pads)
+    needed = [(o - 1) * st + (kk - 1) * dd + 1 for o, st, kk, dd in zip(geo["out_spatial"], s, k, d)]
+    end = [max(n - i - pb, 0) for n, i, pb in zip(needed, geo["in_spatial"], begin)]
+    stacked = b.op("Unsqueeze", [x, _shape(b, [2], scope, "offset_axis")], scope, "with_offset_axis")
+    if any(begin) or any(end):
+        lowest = b.scalar(float(np.finfo(np.float32).min))
+        stacked = b.op("Pad", [stacked, _shape(b, [0, 0, 0] + begin + [0, 0, 0] + end, scope, "pads"), lowest],
+                       scope, "padded")
+    axes = _shape(b, list(range(3, 3 + nd)), scope, "window_axes")
+    steps = _shape(b, s, scope, "strides")
+    candidates = []
+    for offset in itertools.product(*(range(kk) for kk in k)):
+        first = [o * dd for o, dd in zip(offset, d)]
+        last = [f + (o - 1) * st + 1 for f, o, st in zip(first, geo["out_spatial"], s)]
+        candidates.append(b.op("Slice", [stacked, _shape(b, first, scope, "offset_start"),
+                                         _shape(b, last, scope, "offset_end"), axes, steps], scope, "window_offset"))
+    return b.op("Concat", candidates, scope, "windows", axis=2)
+
+
+def _conv_place(b, routed, geo, channels, scope):
+    """Each window offset's relevance back to its pixel: a ConvTranspose over the offsets as input channels, whose
+    kernel for offset j is one at that offset, with samples and channels merged into its batch (group 1: grouped
+    ConvTranspose is read differently by onnx.reference)."""
+    k = geo["kernel"]
+    offsets = list(itertools.product(*(range(kk) for kk in k)))
+    merged = b.op("Reshape", [routed, _shape(b, [-1, len(offsets)] + list(geo["out_spatial"]), scope,
+                                             "offsets_as_channels")], scope, "routed_merged")
+    place = np.zeros([len(offsets), 1] + k, np.float32)
     for j, offset in enumerate(offsets):
-        place[(np.arange(channels) * len(offsets) + j, 0) + tuple(offset)] = 1.0
+        place[(j, 0) + tuple(offset)] = 1.0
     pads, out_pad = transpose_pads(geo)
-    return {x: b.op("ConvTranspose", [flat, b.const(place, scope, "place_kernel")], scope, "relevance",
-                    group=channels, strides=s, dilations=d, pads=pads,
-                    output_padding=out_pad if any(out_pad) else None)}
+    placed = b.op("ConvTranspose", [merged, b.const(place, scope, "place_kernel")], scope, "placed",
+                  strides=geo["strides"], dilations=geo["dilations"], pads=pads,
+                  output_padding=out_pad if any(out_pad) else None)
+    return b.op("Reshape", [placed, _shape(b, [-1, channels] + geo["in_spatial"], scope, "input_shape")], scope,
+                "relevance")
 
 
 def _average_adjoint(b, step, g):
