@@ -6,7 +6,7 @@ import tempfile
 
 import numpy as np
 import onnx
-from onnx.external_data_helper import load_external_data_for_model
+from onnx import numpy_helper
 
 from .errors import OnnxLrpError
 
@@ -34,14 +34,6 @@ def approximate_size(model):
 
 def needs_external_data(model, threshold=None):
     return approximate_size(model) > (EXTERNAL_DATA_THRESHOLD if threshold is None else threshold)
-
-
-def _restore_inline_data(model, folder):
-    """onnx.save_model moved the weights out of the caller's model: read them back, leaving it as it was."""
-    load_external_data_for_model(model, folder)
-    for tensor in model.graph.initializer:
-        if tensor.HasField("data_location") and tensor.data_location == onnx.TensorProto.DEFAULT:
-            tensor.ClearField("data_location")
 
 
 def _varint(n):
@@ -119,6 +111,50 @@ def _write_message(message, f):
                 f.write(tag + _varint(len(data)) + data)
 
 
+EXTERNAL_MIN_BYTES = 1024  # smaller tensors stay in the graph file
+
+
+def write_with_external_data(model, path, data_name):
+    """`path` holds the graph, `data_name` beside it every tensor of EXTERNAL_MIN_BYTES or more, written one at a
+    time; the caller's model is left as it is (onnx.save_model moves the weights out of it, and reading them back
+    held two copies of a model over 2 GB)."""
+    light = onnx.ModelProto()
+    for field, value in model.ListFields():
+        if field.name != "graph":
+            light.MergeFrom(_field_part(model, field, value))
+    for field, value in model.graph.ListFields():
+        if field.name != "initializer":
+            light.graph.MergeFrom(_field_part(model.graph, field, value))
+    with open(os.path.join(os.path.dirname(path), data_name), "wb") as data:
+        for tensor in model.graph.initializer:
+            nbytes = _raw_size(tensor)
+            if tensor.data_location == onnx.TensorProto.EXTERNAL or nbytes is None or nbytes < EXTERNAL_MIN_BYTES:
+                light.graph.initializer.append(tensor)
+                continue
+            meta = light.graph.initializer.add()
+            for field, value in tensor.ListFields():
+                if field.name not in ("raw_data", "float_data", "int32_data", "int64_data", "double_data",
+                                      "uint64_data"):
+                    meta.MergeFrom(_field_part(tensor, field, value))
+            raw = tensor.raw_data if tensor.HasField("raw_data") else numpy_helper.to_array(tensor).tobytes()
+            offset = data.tell()
+            data.write(raw)
+            del raw
+            meta.data_location = onnx.TensorProto.EXTERNAL
+            for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(nbytes))):
+                meta.external_data.add(key=key, value=value)
+    with open(path, "wb") as f:
+        f.write(light.SerializeToString())
+
+
+def _raw_size(tensor):
+    """The bytes of a numeric tensor's data, from its dims (None for strings and unusual types)."""
+    try:
+        return int(np.prod(tensor.dims)) * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def write_serialized(model, f):
     """model.SerializeToString() into the open file `f`, holding at most one weight tensor's bytes at a time."""
     _write_message(model, f)
@@ -144,9 +180,7 @@ def write_model(model, path, *, external_data_threshold=None):
         staged = os.path.join(tmpdir, os.path.basename(path))
         if needs_external_data(model, external_data_threshold):
             data_name = os.path.basename(path) + ".data"
-            onnx.save_model(model, staged, save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data_name, size_threshold=1024)
-            _restore_inline_data(model, tmpdir)
+            write_with_external_data(model, staged, data_name)
             os.replace(os.path.join(tmpdir, data_name), os.path.join(folder, data_name))
             written.append(os.path.join(folder, data_name))
         else:

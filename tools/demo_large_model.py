@@ -1,9 +1,11 @@
-"""Show the real 2 GB case: a 1 GiB classifier whose compiled graph (epsilon-plus-flat adds a 1 GiB all-ones
-weight for the Flat first layer) passes protobuf's 2 GB limit, is written with external data, and runs.
+"""Show the real over-2-GB case: a 2 GiB classifier (stored with external data, as exporters write models past
+protobuf's 2 GiB limit) compiled by `onnx-lrp compile` in a child process whose peak memory is measured, written
+with external data, and run by onnxruntime.
 
-    python tools/demo_large_model.py [folder]     # needs ~10 GB of memory and ~4 GB of disk
+    python tools/demo_large_model.py [folder]     # needs ~12 GB of memory and ~5 GB of disk
 """
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -13,42 +15,61 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-import onnx_lrp
-
-FEATURES = 16384  # W1 is FEATURES x FEATURES float32 = 1 GiB
+FEATURES = 16384  # each hidden weight is FEATURES x FEATURES float32 = 1 GiB
 
 
-def main(folder):
-    rng = np.random.default_rng(0)
-    t0 = time.time()
-    w1 = (rng.standard_normal((FEATURES, FEATURES), dtype=np.float32) / np.sqrt(FEATURES)).astype(np.float32)
-    w2 = (rng.standard_normal((10, FEATURES), dtype=np.float32) / np.sqrt(FEATURES)).astype(np.float32)
+def write_source(folder, rng):
+    """x -> fc1 -> ReLU -> fc2 -> ReLU -> fc3 (10 classes), 2 GiB of weights in large.onnx.data."""
+    scale = np.float32(1 / np.sqrt(FEATURES))
+    weights = [numpy_helper.from_array(rng.standard_normal((FEATURES, FEATURES), dtype=np.float32) * scale, name)
+               for name in ("w1", "w2")]
+    weights.append(numpy_helper.from_array(rng.standard_normal((10, FEATURES), dtype=np.float32) * scale, "w3"))
     graph = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "w1"], ["h"], name="fc1", transB=1),
-         helper.make_node("Relu", ["h"], ["a"], name="relu"),
-         helper.make_node("Gemm", ["a", "w2"], ["logits"], name="fc2", transB=1)],
+        [helper.make_node("Gemm", ["x", "w1"], ["h1"], name="fc1", transB=1),
+         helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+         helper.make_node("Gemm", ["a1", "w2"], ["h2"], name="fc2", transB=1),
+         helper.make_node("Relu", ["h2"], ["a2"], name="relu2"),
+         helper.make_node("Gemm", ["a2", "w3"], ["logits"], name="fc3", transB=1)],
         "large", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", FEATURES])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
-    del w1
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     source = os.path.join(folder, "large.onnx")
-    onnx.save(model, source)
-    del model, graph
-    print(f"wrote {source}: {os.path.getsize(source) / 2**30:.2f} GiB ({time.time() - t0:.0f} s)", flush=True)
+    onnx.save(model, source, save_as_external_data=True, all_tensors_to_one_file=True, location="large.onnx.data")
+    return source
 
+
+def run_measured(argv, log):
+    """Run argv as a child (its output appended to `log`); returns (exit status, its own peak RSS in bytes). The
+    children start from this lean parent, so that no copy of the weights counts in their peak."""
+    with open(log, "a") as out:
+        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+    return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024  # Linux: kB
+
+
+def main(folder):
+    log = os.path.join(folder, "log.txt")
     t0 = time.time()
-    compiled = onnx_lrp.compile(source, "epsilon-plus-flat")
-    weights = sum(len(t.raw_data) for t in compiled.graph.initializer)
-    print(f"compiled (and verified) in {time.time() - t0:.0f} s; weights {weights / 2**30:.2f} GiB, over protobuf's "
-          f"2 GiB limit", flush=True)
-    out = os.path.join(folder, "large.lrp.onnx")
-    files = onnx_lrp.write_model(compiled, out)
-    del compiled
-    for f in files:
-        print(f"  {f}: {os.path.getsize(f) / 2**30:.3f} GiB", flush=True)
+    code, _ = run_measured([sys.executable, os.path.abspath(__file__), "--write", folder], log)
+    source = os.path.join(folder, "large.onnx")
+    size = sum(os.path.getsize(os.path.join(folder, f)) for f in ("large.onnx", "large.onnx.data"))
+    print(f"wrote {source} and its .data: {size / 2**30:.2f} GiB ({time.time() - t0:.0f} s)", flush=True)
 
+    out = os.path.join(folder, "large.lrp.onnx")
+    t0 = time.time()
+    code, peak = run_measured([sys.executable, "-m", "onnx_lrp.cli", "compile", source, "-o", out,
+                               "--composite", "epsilon-plus-flat"], log)
+    print(open(log).read().strip(), flush=True)
+    if code:
+        sys.exit(code)
+    print(f"onnx-lrp compile: {time.time() - t0:.0f} s, peak RSS {peak / 2**30:.2f} GiB = "
+          f"{peak / size:.2f}x the model's {size / 2**30:.2f} GiB", flush=True)
+    for f in sorted(os.listdir(folder)):
+        if f.startswith("large.lrp"):
+            print(f"  {f}: {os.path.getsize(os.path.join(folder, f)) / 2**30:.3f} GiB", flush=True)
+
+    rng = np.random.default_rng(1)
     t0 = time.time()
     session = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
     x = rng.standard_normal((2, FEATURES), dtype=np.float32)
@@ -59,8 +80,10 @@ def main(folder):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
+    if sys.argv[1:2] == ["--write"]:
+        write_source(sys.argv[2], np.random.default_rng(0))
+    elif len(sys.argv) > 1:
         main(sys.argv[1])
     else:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR", "/tmp")) as tmp:
             main(tmp)
