@@ -31,14 +31,25 @@ def maxpool_winner_takes_all(b, step, rel_outs):
     tiles = (geo["kernel"] == geo["strides"] and set(geo["dilations"]) == {1} and not any(geo["pads"])
              and all(o * k == i for o, k, i in zip(geo["out_spatial"], geo["kernel"], geo["in_spatial"])))
     count = int(np.prod(geo["kernel"]))
-    windows = (_tiled_windows if tiles else _sliced_windows)(b, x, geo, channels, scope)  # [N, C, count, *out]
-    winner = b.op("ArgMax", [windows], scope, "winner", axis=2, keepdims=1, select_last_index=0)
-    offset_ids = b.const(np.arange(count, dtype=np.int64).reshape([1, 1, -1] + [1] * len(geo["kernel"])), scope,
-                         "offset_ids", np.int64)
+    blocks = tiles and len(geo["kernel"]) == 2 and geo["kernel"][0] == geo["kernel"][1]
+    if blocks:  # SpaceToDepth puts window offset k of channel c at channel k * C + c: offsets on axis 1
+        windows = b.op("Reshape", [b.op("SpaceToDepth", [x], scope, "blocks", blocksize=geo["kernel"][0]),
+                                   _shape(b, [0, count, channels] + geo["out_spatial"], scope, "blocks_shape")],
+                       scope, "windows")
+    else:  # [N, C, count, *out]
+        windows = (_tiled_windows if tiles else _sliced_windows)(b, x, geo, channels, scope)
+    axis = 1 if blocks else 2
+    winner = b.op("ArgMax", [windows], scope, "winner", axis=axis, keepdims=1, select_last_index=0)
+    ids_shape = [1] * (len(geo["kernel"]) + 3)
+    ids_shape[axis] = count
+    offset_ids = b.const(np.arange(count, dtype=np.int64).reshape(ids_shape), scope, "offset_ids", np.int64)
     wins = b.op("Cast", [b.op("Equal", [winner, offset_ids], scope, "is_winner")], scope, "wins", to=1)
-    routed = b.op("Mul", [wins, b.op("Unsqueeze", [rel_outs[0], b.const(np.array([2], np.int64), scope,
-                                                                         "offset_axis", np.int64)],
+    routed = b.op("Mul", [wins, b.op("Unsqueeze", [rel_outs[0], _shape(b, [axis], scope, "offset_axis")],
                                      scope, "relevance_per_window")], scope, "routed")
+    if blocks:
+        merged = b.op("Reshape", [routed, _shape(b, [0, count * channels] + geo["out_spatial"], scope,
+                                                 "merged_shape")], scope, "routed_blocks")
+        return {x: b.op("DepthToSpace", [merged], scope, "relevance", blocksize=geo["kernel"][0], mode="DCR")}
     return {x: (_tiled_place if tiles else _conv_place)(b, routed, geo, channels, scope)}
 
 
