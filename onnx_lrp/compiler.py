@@ -21,6 +21,7 @@ from .ops import REGISTRY
 from .passes import canonicalize
 from .plan import make_plan
 from .precision import restore_interface, widen_to_float32
+from .vanishing import positive_parts
 from .rules.base import check_positive
 
 SEEDS = ("logit", "one-hot")
@@ -190,6 +191,7 @@ class LayerTaps:
 def _emit(model, plan, seed, norm_stabilizer, taps):
     graph = model.graph
     b = GraphBuilder(graph, tensor_shapes(graph), default_opset(model), norm_stabilizer)
+    b.positive_part = positive_parts(plan, seed)
     scope = "seed"
     logits = plan.logits
     top = b.op("ArgMax", [logits], scope, "top_class", axis=1, keepdims=0)

@@ -21,6 +21,7 @@ class GraphBuilder:
         self._used = {n for node in graph.node for n in (*node.input, *node.output, node.name)}
         self._used |= {t.name for t in graph.initializer} | {i.name for i in graph.input}
         self._const_cache = {}
+        self.positive_part = {}  # z -> relu(z), where a stabilized z may read relu(z) + eps (vanishing.py)
 
     def fresh(self, scope, hint):
         base = f"{scope}/lrp/{hint}"
@@ -71,8 +72,12 @@ class GraphBuilder:
                                 self.scalar(eps)], scope, "eps_signed")
         return self.op("Add", [z, shift], scope, "stabilized")
 
-    def divide_stabilized(self, r, z, eps, scope):
-        """r / s(z); with eps == 0 (LRP-0) a zero z passes nothing instead of producing NaN."""
+    def divide_stabilized(self, r, z, eps, scope, non_negative=False):
+        """r / s(z); with eps == 0 (LRP-0) a zero z passes nothing instead of producing NaN. non_negative: z >= 0 by
+        construction (W+ a+ + W- a-, ...), where s(z) is z + eps: one Add instead of the sign's four ops."""
+        if eps > 0 and (non_negative or z in self.positive_part):
+            base = self.positive_part.get(z, z)  # relu(z) where r vanishes wherever z <= 0 (vanishing.py)
+            return self.op("Div", [r, self.op("Add", [base, self.scalar(eps)], scope, "stabilized")], scope, "ratio")
         if eps > 0:
             return self.op("Div", [r, self.stabilize(z, eps, scope)], scope, "ratio")
         is_zero = self.op("Equal", [z, self.scalar(0.0)], scope, "is_zero")

@@ -281,8 +281,10 @@ def apply_rule(b, layer, rule, relevance, scope):
             for t in terms]
     ratios = []
     for group, mask in enumerate(rule.masks):
-        denominator = b.sum([o for t, o in zip(terms, outs) if t.group == group], scope, "denominator")
-        ratio = b.divide_stabilized(relevance, denominator, rule.stabilizer, scope)
+        members = [(t, o) for t, o in zip(terms, outs) if t.group == group]
+        denominator = b.sum([o for _, o in members], scope, "denominator")
+        non_negative = all(t.non_negative(layer.input_non_negative, has_bias) for t, _ in members)
+        ratio = b.divide_stabilized(relevance, denominator, rule.stabilizer, scope, non_negative=non_negative)
         if mask:
             keep = b.op("Greater" if mask == "z>0" else "Less", [layer.z, b.scalar(0.0)], scope, "sign_mask")
             ratio = b.op("Where", [keep, ratio, b.scalar(0.0)], scope, "masked_ratio")

@@ -28,6 +28,7 @@ class ParamMod:
     name: str
     fn: Callable[[np.ndarray], np.ndarray] = field(compare=False)
     graph: Callable = field(default=None, compare=False)
+    sign: int = 0  # +1: every modified value is >= 0; -1: <= 0; 0: either
 
     def __call__(self, param):
         return None if param is None else np.asarray(self.fn(param), dtype=param.dtype)
@@ -42,12 +43,14 @@ def _negative(b, w, scope):
 
 
 IDENTITY = ParamMod("W", lambda p: p, lambda b, w, scope: w)
-POSITIVE = ParamMod("W+", lambda p: np.clip(p, 0, None), _positive)
-NEGATIVE = ParamMod("W-", lambda p: np.clip(p, None, 0), _negative)
+POSITIVE = ParamMod("W+", lambda p: np.clip(p, 0, None), _positive, sign=1)
+NEGATIVE = ParamMod("W-", lambda p: np.clip(p, None, 0), _negative, sign=-1)
 ONES = ParamMod("ones", np.ones_like,
                 lambda b, w, scope: b.op("Expand", [b.scalar(1.0), b.op("Shape", [w], scope, "weight_shape")], scope,
-                                         "weight_ones"))
-SQUARE = ParamMod("W^2", np.square, lambda b, w, scope: b.op("Mul", [w, w], scope, "weight_squared"))
+                                         "weight_ones"), sign=1)
+SQUARE = ParamMod("W^2", np.square, lambda b, w, scope: b.op("Mul", [w, w], scope, "weight_squared"), sign=1)
+
+INPUT_SIGN = {"a+": 1, "a-": -1, "ones": 1}  # "a": +1 on a provably non-negative input; the z-box distances: either
 
 
 def gamma_mod(gamma, part):
@@ -68,6 +71,12 @@ class Term:
     bias: bool
     group: int = 0
     coef: float = 1.0
+
+    def non_negative(self, input_non_negative, has_bias):
+        """Is this term's modified forward >= 0 for every input (W+ a+, W- a-, ones, W^2 ones, ...)?"""
+        input_sign = 1 if self.input == "a" and input_non_negative else INPUT_SIGN.get(self.input, 0)
+        bias_ok = not (self.bias and has_bias) or self.param.sign == 1
+        return self.param.sign * input_sign == 1 and bias_ok
 
     @property
     def reuses_forward(self):

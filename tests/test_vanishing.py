@@ -1,0 +1,69 @@
+"""The one-Add stabilizers (z-plus denominators, which are >= 0 by construction, and a layer output read only by a
+ReLU whose relevance vanishes where it is 0: vanishing.py) give the relevance of Zennit's sign-aware stabilizer,
+and are used only where that holds."""
+import os
+
+import numpy as np
+import onnx
+import pytest
+
+import onnx_lrp
+from builders import cnn
+from conftest import MODELS, run
+from onnx_lrp.compiler import make_params, prepare
+from onnx_lrp.graph import GraphBuilder
+from onnx_lrp.vanishing import positive_parts
+
+SIGN_AWARE = GraphBuilder.divide_stabilized
+
+
+def sign_aware_everywhere(self, r, z, eps, scope, non_negative=False):
+    """divide_stabilized without either shortcut: z + eps * sign0(z) for every denominator."""
+    saved, self.positive_part = self.positive_part, {}
+    try:
+        return SIGN_AWARE(self, r, z, eps, scope)
+    finally:
+        self.positive_part = saved
+
+
+@pytest.mark.parametrize("composite", ["epsilon", "epsilon-plus-flat", "epsilon-alpha2-beta1", "epsilon-gamma-box"])
+@pytest.mark.parametrize("name", ["minivgg_cifar10.onnx", "parity/resnet18_quarter.onnx", "bn_avgpool_cnn.onnx"])
+def test_shortcuts_give_the_sign_aware_relevance(name, composite, monkeypatch, rng):
+    path = os.path.join(MODELS, name)
+    fast = onnx_lrp.compile(path, composite, low=-3, high=3)
+    with monkeypatch.context() as m:
+        m.setattr(GraphBuilder, "divide_stabilized", sign_aware_everywhere)
+        slow = onnx_lrp.compile(path, composite, low=-3, high=3)
+    assert len(fast.graph.node) < len(slow.graph.node)  # the shortcuts were taken
+    x_info = fast.graph.input[0]
+    x = rng.normal(size=[2] + [d.dim_value for d in x_info.type.tensor_type.shape.dim[1:]]).astype(np.float32)
+    x[0, :, :4] = 0.0  # exact zeros: pre-activations of exactly 0 downstream
+    feeds = {x_info.name: x, "target": np.array([-1, 3], np.int64)}
+    ours, reference = run(fast, feeds), run(slow, feeds)
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], reference[key], err_msg=key)
+
+
+def test_shortcut_only_where_relevance_vanishes_with_the_relu(rng):
+    """Flat (and z-box, w-square) hand relevance to zero inputs: the output before such a layer's ReLU may not use
+    relu(z) + eps; in gradient form nothing may."""
+    model = cnn(rng)
+    plain = prepare(model, "epsilon", make_params())
+    assert set(positive_parts(plain.plan, "logit")) == {"c1", "c2", "c3", "d1"}
+    flat_second = prepare(model, "epsilon", make_params(), rules=["conv2=flat"])
+    assert "c1" not in positive_parts(flat_second.plan, "logit")  # conv2's flat rule gives relevance where r1 == 0
+    assert "c2" in positive_parts(flat_second.plan, "logit")
+    gradient = prepare(model, "attnlrp", make_params())
+    assert positive_parts(gradient.plan, "logit") == {}  # gradients are no relevance
+
+
+def test_shortcut_needs_the_relu_to_be_the_only_reader(rng):
+    model = cnn(rng)
+    gap = next(n for n in model.graph.node if n.name == "gap")
+    model.graph.node.remove(gap)  # GAP(relu3 + c3): c3 is read by relu3 and by the sum
+    after = [n.name for n in model.graph.node].index("relu3") + 1
+    model.graph.node.insert(after, onnx.helper.make_node("Add", ["r3", "c3"], ["mixed"], name="mix"))
+    model.graph.node.insert(after + 1, onnx.helper.make_node("GlobalAveragePool", ["mixed"], ["g"], name="gap"))
+    plan = prepare(model, "epsilon", make_params()).plan
+    parts = positive_parts(plan, "logit")
+    assert "c3" not in parts and "c2" in parts
