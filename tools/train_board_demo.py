@@ -128,7 +128,7 @@ def main():
     from torch import nn
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from train_digits_demo import check_compiles
+    from demo_training import check_compiles
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)

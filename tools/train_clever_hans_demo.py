@@ -71,7 +71,7 @@ def main():
     from torch import nn
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from train_digits_demo import check_compiles
+    from demo_training import check_compiles, fit_classifier
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
@@ -81,18 +81,7 @@ def main():
     model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Flatten(), nn.Linear(16 * 4 * 4, 4))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    xt, yt = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
-    g = torch.Generator().manual_seed(SEED)
-    for _ in range(EPOCHS):
-        model.train()
-        perm = torch.randperm(len(xt), generator=g)
-        for i in range(0, len(perm), 64):
-            b = perm[i:i + 64]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(xt[b]), yt[b]).backward()
-            opt.step()
-    model.eval()
+    fit_classifier(model, x_tr, y_tr, epochs=EPOCHS, batch=64, lr=3e-3, seed=SEED)
     x_un = remove_mark(x_te, m_te)
     with torch.no_grad():
         logits = model(torch.from_numpy(x_te)).numpy()

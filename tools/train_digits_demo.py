@@ -19,7 +19,6 @@ digits_test.npz: `x` float32 [50, 1, 8, 8] (scaled as trained) and `y` int64 [50
 each class in split order (chosen before looking at the predictions), plus `index`, their row in load_digits.
 """
 import os
-import sys
 
 import numpy as np
 
@@ -42,33 +41,13 @@ def load():
     return x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64), i_te
 
 
-def check_compiles(path, feeds, outputs=(None,), composite=None):
-    """Compile with onnx-lrp from this checkout and print the relevance's sum |R| per sample (must be finite, > 0)."""
-    sys.path.insert(0, ROOT)
-    import onnxruntime as ort
-
-    import onnx_lrp
-
-    n = len(next(iter(feeds.values())))
-    for output in outputs:
-        compiled = onnx_lrp.compile(path, composite, output=output)
-        session = ort.InferenceSession(compiled.SerializeToString(), providers=["CPUExecutionProvider"])
-        names = [o.name for o in session.get_outputs()]
-        result = dict(zip(names, session.run(None, {**feeds, "target": np.full(n, -1, np.int64)})))
-        for name in names:
-            if name.startswith("relevance_"):
-                r = result[name].reshape(n, -1)
-                mass = np.abs(r).sum(1)
-                assert np.isfinite(r).all() and (mass > 0).all(), (output, name, mass)
-                print(f"compiled ({composite or 'default composite'}, output {output or 'default'}): {name} "
-                      f"{list(result[name].shape)} finite, sum|R| per sample {mass.min():.3g}..{mass.max():.3g}")
-
-
 def main():
     import onnx
     import onnxruntime as ort
     import torch
     from torch import nn
+
+    from demo_training import check_compiles, fit_classifier
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
@@ -76,20 +55,9 @@ def main():
     x_tr, y_tr, x_te, y_te, i_te = load()
     model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
                           nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    xt, yt = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
-    g = torch.Generator().manual_seed(SEED)
-    for _ in range(EPOCHS):
-        model.train()
-        perm = torch.randperm(len(xt), generator=g)
-        for i in range(0, len(perm), 64):
-            b = perm[i:i + 64]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(xt[b]), yt[b]).backward()
-            opt.step()
-    model.eval()
+    fit_classifier(model, x_tr, y_tr, epochs=EPOCHS, batch=64, lr=3e-3, seed=SEED)
     with torch.no_grad():
-        train_acc = float((model(xt).argmax(1).numpy() == y_tr).mean())
+        train_acc = float((model(torch.from_numpy(x_tr)).argmax(1).numpy() == y_tr).mean())
         logits = model(torch.from_numpy(x_te)).numpy()
     test_acc = float((logits.argmax(1) == y_te).mean())
     print(f"digits CNN: train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f} ({len(y_te)} held-out digits)")

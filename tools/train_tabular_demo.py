@@ -49,7 +49,7 @@ def main():
     from torch import nn
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from train_digits_demo import check_compiles
+    from demo_training import check_compiles, fit_classifier
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
@@ -72,20 +72,9 @@ def main():
 
     model = nn.Sequential(Standardize(), nn.Linear(30, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(),
                           nn.Linear(16, 2))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    xt, yt = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
-    g = torch.Generator().manual_seed(SEED)
-    for _ in range(EPOCHS):
-        model.train()
-        perm = torch.randperm(len(xt), generator=g)
-        for i in range(0, len(perm), 32):
-            b = perm[i:i + 32]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(xt[b]), yt[b]).backward()
-            opt.step()
-    model.eval()
+    fit_classifier(model, x_tr, y_tr, epochs=EPOCHS, batch=32, lr=1e-3, seed=SEED, weight_decay=1e-4)
     with torch.no_grad():
-        train_acc = float((model(xt).argmax(1).numpy() == y_tr).mean())
+        train_acc = float((model(torch.from_numpy(x_tr)).argmax(1).numpy() == y_tr).mean())
         logits = model(torch.from_numpy(x_te)).numpy()
     test_acc = float((logits.argmax(1) == y_te).mean())
     print(f"breast-cancer MLP: train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f} ({len(y_te)} held-out "

@@ -72,7 +72,7 @@ def main():
     import onnxruntime as ort
     import torch
     from torch import nn
-    from train_digits_demo import check_compiles
+    from demo_training import check_compiles
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)

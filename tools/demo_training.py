@@ -1,0 +1,51 @@
+"""What the demo training scripts (tools/train_*_demo.py) share: a seeded minibatch training loop for a
+classifier, and the check that onnx-lrp (from this checkout) compiles the exported model."""
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fit_classifier(model, x, y, *, epochs, batch, lr, seed, weight_decay=0.0):
+    """Adam on cross-entropy over shuffled minibatches, the shuffles drawn from torch.Generator(seed): the same
+    seed gives the same model, byte for byte. Leaves the model in eval mode."""
+    import torch
+    from torch import nn
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(len(xt), generator=g)
+        for i in range(0, len(perm), batch):
+            b = perm[i:i + batch]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xt[b]), yt[b]).backward()
+            opt.step()
+    model.eval()
+    return model
+
+
+def check_compiles(path, feeds, outputs=(None,), composite=None):
+    """Compile with onnx-lrp from this checkout and print the relevance's sum |R| per sample (must be finite, > 0)."""
+    sys.path.insert(0, ROOT)
+    import onnxruntime as ort
+
+    import onnx_lrp
+
+    n = len(next(iter(feeds.values())))
+    for output in outputs:
+        compiled = onnx_lrp.compile(path, composite, output=output)
+        session = ort.InferenceSession(compiled.SerializeToString(), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        result = dict(zip(names, session.run(None, {**feeds, "target": np.full(n, -1, np.int64)})))
+        for name in names:
+            if name.startswith("relevance_"):
+                r = result[name].reshape(n, -1)
+                mass = np.abs(r).sum(1)
+                assert np.isfinite(r).all() and (mass > 0).all(), (output, name, mass)
+                print(f"compiled ({composite or 'default composite'}, output {output or 'default'}): {name} "
+                      f"{list(result[name].shape)} finite, sum|R| per sample {mass.min():.3g}..{mass.max():.3g}")
