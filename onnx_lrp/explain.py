@@ -102,11 +102,13 @@ class Explainer:
             proto = onnx.load(model, load_external_data=False) if os.path.isfile(model) else None
         else:
             proto = model
-        if proto is not None and is_compiled(proto):
+        compiled_with = _meta(proto).get("onnx_lrp.composite") if proto is not None else None
+        del proto  # (a file's weights: not held while it compiles)
+        if compiled_with is not None:
             if composite is not None or options:
-                raise OnnxLrpError("this model is compiled already (composite "
-                                   f"'{_meta(proto)['onnx_lrp.composite']}'); pass the original model to choose a "
-                                   "composite or rule parameters", path=model if isinstance(model, str) else None)
+                raise OnnxLrpError(f"this model is compiled already (composite '{compiled_with}'); pass the original "
+                                   "model to choose a composite or rule parameters",
+                                   path=model if isinstance(model, str) else None)
             data = model if isinstance(model, str) else model.SerializeToString()
         else:
             options.setdefault("layer_sums", True)
