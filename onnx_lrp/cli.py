@@ -165,8 +165,8 @@ def _explain(args):
                           batch_size=args.batch_size, **options)
     for note in notes:
         print(note, file=sys.stderr)
-    explanation = explain_files(args, explainer, args.out)
-    print(f"wrote the results of {len(explanation.target)} input(s) to {args.out} ({explainer.composite}, on "
+    count = explain_files(args, explainer, args.out)
+    print(f"wrote the results of {count} input(s) to {args.out} ({explainer.composite}, on "
           f"{explainer.providers[0]})")
     return 0
 

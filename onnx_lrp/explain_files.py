@@ -209,35 +209,64 @@ def _ranked_text(names, values, limit=5):
     return "\n".join("    ..." if k is None else f"    {values[k]:+.4g}  {names[k]}" for k in picks)
 
 
+def _samples(files, inputs, options):
+    """The samples of the files, in order, read one file at a time; a stem seen before gets a suffix (a.npy and
+    a.png give a and a-1)."""
+    stems = {}
+    for path in files:
+        for sample in read_samples(path, inputs, options):
+            count = stems.get(sample.stem, 0)
+            stems[sample.stem] = count + 1
+            yield path, sample._replace(stem=f"{sample.stem}-{count}") if count else sample
+
+
 def explain_files(args, explainer, out_dir, print_line=print):
-    """Run the explainer over the files of args.inputs and write the results into out_dir; returns the
-    Explanation of all samples in order."""
+    """Run the explainer over the files of args.inputs, one batch of samples at a time (a folder of any size fits
+    in memory), and write the results into out_dir; returns the number of samples explained."""
     inputs = explainer.inputs
     files = collect_files(args.inputs)
     options = image_options(args, inputs)
-    samples = [s for path in files for s in read_samples(path, inputs, options)]
-    stems = {}
-    for k, s in enumerate(samples):  # the same stem twice (a.npy and a.png) gets a suffix
-        count = stems.get(s.stem, 0)
-        stems[s.stem] = count + 1
-        if count:
-            samples[k] = s._replace(stem=f"{s.stem}-{count}")
-    shapes = {(name, a.shape) for s in samples for name, a in s.feeds.items()}
-    if len(shapes) != len(inputs):
-        raise OnnxLrpError(f"the inputs do not share one shape per model input ({sorted(shapes)}); give images a "
-                           "fixed --size or explain them separately")
-    batch = {i.name: np.stack([s.feeds[i.name] for s in samples]).astype(_dtype(i.type)) for i in inputs}
-    explanation = explainer.explain(batch, target=args.target,
-                                    progress=len(samples) > explainer.batch_size and sys.stderr.isatty())
-    relevances = explanation.relevance if isinstance(explanation.relevance, dict) else \
-        {explainer.relevance_outputs[0][len("relevance_"):]: explanation.relevance}
     vocab = read_vocab(args.vocab) if args.vocab else None
-    os.makedirs(out_dir, exist_ok=True)
-    for k, sample in enumerate(samples):
-        _write_sample(args, k, sample, explanation, relevances, vocab, out_dir, print_line)
-    if explanation.bias_relevance:
-        print_line(bias_report(explanation))
-    return explanation
+    progress = None
+    if len(files) > 1 and sys.stderr.isatty():
+        from tqdm import tqdm
+        progress = tqdm(total=len(files), unit="file", desc="explaining")
+    shapes, done, layer_totals, chunk, read = None, 0, None, [], set()
+
+    def run(chunk):
+        nonlocal shapes, layer_totals
+        own = {(name, a.shape) for _, s in chunk for name, a in s.feeds.items()}
+        shapes = own if shapes is None else shapes
+        if own != shapes or len(own) != len(inputs):
+            raise OnnxLrpError(f"the inputs do not share one shape per model input ({sorted(shapes | own)}); give "
+                               "images a fixed --size or explain them separately", path=chunk[0][0])
+        batch = {i.name: np.stack([s.feeds[i.name] for _, s in chunk]).astype(_dtype(i.type)) for i in inputs}
+        explanation = explainer.explain(batch, target=args.target)
+        os.makedirs(out_dir, exist_ok=True)  # (only once a batch is explained: a bad first input writes nothing)
+        relevances = explanation.relevance if isinstance(explanation.relevance, dict) else \
+            {explainer.relevance_outputs[0][len("relevance_"):]: explanation.relevance}
+        for k, (_, sample) in enumerate(chunk):
+            _write_sample(args, k, sample, explanation, relevances, vocab, out_dir, print_line)
+        if explanation.layer_sums:
+            sums = {name: v.sum(axis=0) for name, v in explanation.layer_sums.items()}
+            layer_totals = sums if layer_totals is None else {n: layer_totals[n] + sums[n] for n in sums}
+
+    for path, sample in _samples(files, inputs, options):
+        chunk.append((path, sample))
+        if progress is not None and path not in read:
+            read.add(path)
+            progress.update(1)
+        if len(chunk) == explainer.batch_size:
+            run(chunk)
+            done, chunk = done + len(chunk), []
+    if chunk:
+        run(chunk)
+        done += len(chunk)
+    if progress is not None:
+        progress.close()
+    if layer_totals:
+        print_line(bias_report({name: total / done for name, total in layer_totals.items()}))
+    return done
 
 
 def _dtype(onnx_type):
@@ -303,10 +332,10 @@ def _token_relevance(r, id_rank):
     return np.asarray(r, np.float64).reshape(-1) if r.ndim == id_rank else np.asarray(r).reshape(r.shape[0], -1).sum(1)
 
 
-def bias_report(explanation):
-    """Per linear layer, averaged over the samples: relevance at its output and input, and what the bias (and
-    stabilizer) absorbed."""
-    rows = [(name, float(v[:, 1].mean()), float(v[:, 0].mean())) for name, v in explanation.layer_sums.items()]
+def bias_report(mean_sums):
+    """Per linear layer ({name: [input sum, output sum]} averaged over the samples): relevance at its output and
+    input, and what the bias (and stabilizer) absorbed."""
+    rows = [(name, float(v[1]), float(v[0])) for name, v in mean_sums.items()]
     width = min(max(len(n) for n, _, _ in rows), 60)
     lines = ["bias relevance per linear layer (mean over the inputs; absorbed = output - input):",
              f"  {'layer'.ljust(width)}  {'output':>10}  {'input':>10}  {'absorbed':>10}"]

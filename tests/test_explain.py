@@ -247,3 +247,25 @@ def test_cli_inspect_lists_rules_and_every_unsupported_node(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "node(s) cannot be compiled" in out and "'top'" in out and "'hard'" in out
     assert any(line.startswith("dense ") for line in out.splitlines())
+
+
+def test_cli_explain_runs_batch_by_batch_with_the_same_results(tmp_path, capsys):
+    """Inputs are read and explained one batch at a time (a folder of any size fits in memory): a batch size that
+    does not divide the inputs gives the same files and the same bias table (a mean over every input)."""
+    path = os.path.join(DEMO, "digits_cnn.onnx")
+    data = os.path.join(DEMO, "digits_test.npz")
+    outputs = {}
+    for size in ("7", "64"):
+        assert main(["explain", path, data, "--out", str(tmp_path / size), "--batch-size", size]) == 0
+        out = capsys.readouterr().out
+        outputs[size] = out
+        assert "wrote the results of 50 input(s)" in out
+    table = [o.split("bias relevance per linear layer")[1].split("wrote the results")[0] for o in outputs.values()]
+    numbers = [np.array([[float(v) for v in line.split()[1:]] for line in t.splitlines()[2:] if line.strip()])
+               for t in table]  # rows: output, input, absorbed (a difference: compared to the output's scale)
+    assert numbers[0].shape == (4, 3)
+    np.testing.assert_allclose(numbers[0][:, :2], numbers[1][:, :2], rtol=1e-4)
+    np.testing.assert_allclose(numbers[0][:, 2], numbers[1][:, 2], atol=1e-4 * np.abs(numbers[1][:, 0]).max())
+    for name in ("digits_test_0", "digits_test_49"):
+        np.testing.assert_allclose(np.load(tmp_path / "7" / f"{name}.relevance.npy"),
+                                   np.load(tmp_path / "64" / f"{name}.relevance.npy"), rtol=1e-5, atol=1e-7)
