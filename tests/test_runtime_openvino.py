@@ -68,3 +68,11 @@ def test_default_precision_is_bfloat16_and_less_accurate(files, record_property)
     record_property("default_precision_error", default)
     record_property("f32_error", f32)
     assert default > 1e-3 and f32 <= TOLERANCE
+
+
+def test_default_precision_compiles_average_pooling(files):
+    """The average-pool backward's divisors are a compile-time constant, not an AveragePool on a constant of ones,
+    which OpenVINO's bf16 mode could not compile ("Supported primitive descriptors list is empty")."""
+    name = "bn_avgpool_cnn.onnx"
+    out = openvino_outputs(name, files, precision=None)["relevance_input"]
+    assert np.all(np.isfinite(out)) and np.abs(out).max() > 0

@@ -122,21 +122,35 @@ def _conv_place(b, routed, geo, channels, scope):
                 "relevance")
 
 
+def _inverse_divisors(node, geo, pads, opset):
+    """1 / divisor per window, [1, 1, *out]: AveragePool(ones) (with the node's own attributes, so padding counts
+    as the model says) / the real inputs in the window, evaluated once here by onnxruntime, the reference runtime
+    of the model's semantics. As graph nodes it was a constant subgraph that OpenVINO's bf16 mode cannot compile."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    pool = helper.make_node("AveragePool", ["ones"], ["mean"])
+    pool.attribute.extend(node.attribute)
+    window = numpy_helper.from_array(np.ones([1, 1] + geo["kernel"], np.float32), "window")
+    nodes = [pool, helper.make_node("Conv", ["ones", "window"], ["count"], strides=geo["strides"],
+                                    dilations=geo["dilations"], pads=pads),
+             helper.make_node("Max", ["count", "one"], ["count_safe"]),
+             helper.make_node("Div", ["mean", "count_safe"], ["inverse"])]
+    graph = helper.make_graph(nodes, "divisors", [], [helper.make_tensor_value_info("inverse", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.ones([1, 1] + geo["in_spatial"], np.float32), "ones"),
+                               window, numpy_helper.from_array(np.array(1.0, np.float32), "one")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {})[0]
+
+
 def _average_adjoint(b, step, g):
     """The adjoint of the average: each window's g / (the inputs it averages), spread back over the window."""
     node, x, scope = step.node, step.node.input[0], step.name
     geo = spatial_geometry(b, node, attrs_of(node)["kernel_shape"])
     channels = b.static_shape(x, node)[1]
-    # 1/divisor per window = AveragePool(ones) / (real inputs in the window); constant subgraph, folded by runtimes
-    pool_attrs = {a.name: a for a in node.attribute}
-    ones = b.const(np.ones([1, 1] + geo["in_spatial"], np.float32), scope, "ones")
-    mean_of_ones = b.op("AveragePool", [ones], scope, "mean_of_ones")
-    b.nodes[-1].attribute.extend(pool_attrs.values())
     pads, out_pad = transpose_pads(geo)
-    count = b.op("Conv", [ones, b.const(np.ones([1, 1] + geo["kernel"], np.float32), scope, "window")], scope,
-                 "window_count", strides=geo["strides"], dilations=geo["dilations"], pads=pads)
-    inv_divisor = b.op("Div", [mean_of_ones, b.op("Max", [count, b.scalar(1.0)], scope, "count_safe")], scope,
-                       "inv_divisor")
+    inv_divisor = b.const(_inverse_divisors(node, geo, pads, b.opset), scope, "inv_divisor")
     weighted = b.op("Mul", [g, inv_divisor], scope, "weighted")
     return b.op("ConvTranspose", [weighted, b.const(np.ones([channels, 1] + geo["kernel"], np.float32), scope,
                                                     "spread_kernel")], scope, "spread",
