@@ -29,6 +29,21 @@ def fit_classifier(model, x, y, *, epochs, batch, lr, seed, weight_decay=0.0):
     return model
 
 
+def export_onnx(model, example, path, input_name, output_names, props):
+    """torch.onnx.export (TorchScript exporter, opset 17, batch axis N on the input and every output), then the
+    `demo.*` metadata `props` written into the file."""
+    import onnx
+    import torch
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.onnx.export(model, (torch.from_numpy(example),), path, input_names=[input_name],
+                      output_names=list(output_names), dynamic_axes={n: {0: "N"} for n in [input_name, *output_names]},
+                      opset_version=17, dynamo=False)
+    proto = onnx.load(path)
+    onnx.helper.set_model_props(proto, props)
+    onnx.save(proto, path)
+
+
 def check_compiles(path, feeds, outputs=(None,), composite=None):
     """Compile with onnx-lrp from this checkout and print the relevance's sum |R| per sample (must be finite, > 0)."""
     sys.path.insert(0, ROOT)

@@ -122,13 +122,12 @@ def features(boards):
 
 
 def main():
-    import onnx
     import onnxruntime as ort
     import torch
     from torch import nn
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from demo_training import check_compiles
+    from demo_training import check_compiles, export_onnx
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
@@ -181,20 +180,13 @@ def main():
     print(f"othello net (test positions): policy top move legal {legal_rate:.4f}, a most-flips move {best_rate:.4f}; "
           f"value MAE {mae:.3f}, correlation {corr:.3f}")
 
-    os.makedirs(os.path.dirname(MODEL_PATH), exist_ok=True)
-    torch.onnx.export(model, (torch.from_numpy(x_te[:2]),), MODEL_PATH, input_names=["board"],
-                      output_names=["policy", "value"],
-                      dynamic_axes={"board": {0: "N"}, "policy": {0: "N"}, "value": {0: "N"}},
-                      opset_version=17, dynamo=False)
-    proto = onnx.load(MODEL_PATH)
-    onnx.helper.set_model_props(proto, {
+    export_onnx(model, x_te[:2], MODEL_PATH, "board", ["policy", "value"], {
         "demo.tool": "tools/train_board_demo.py", "demo.seed": str(SEED),
         "demo.test_policy_legal": f"{legal_rate:.4f}", "demo.test_policy_most_flips": f"{best_rate:.4f}",
         "demo.test_value_mae": f"{mae:.4f}", "demo.test_value_correlation": f"{corr:.4f}",
         "demo.input": "float32 [N, 3, 8, 8]: own stones, opponent stones, legal moves of the player to move",
         "demo.outputs": "policy [N, 64] logits over squares (8 * row + column); value [N, 1] in [-1, 1] (Tanh)",
         "demo.samples": "models/demo/othello_boards.npz"})
-    onnx.save(proto, MODEL_PATH)
 
     game = np.cumsum(p_te == 0) - 1  # every game starts at ply 0
     pick = np.array([np.flatnonzero((game == k) & (p_te == 4 + 3 * k))[0] for k in range(16)])

@@ -65,13 +65,12 @@ def remove_mark(x, mark):
 
 
 def main():
-    import onnx
     import onnxruntime as ort
     import torch
     from torch import nn
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from demo_training import check_compiles, fit_classifier
+    from demo_training import check_compiles, export_onnx, fit_classifier
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
@@ -91,18 +90,12 @@ def main():
     print(f"clever hans CNN: test accuracy with the mark {acc:.4f}, with the mark removed {acc_un:.4f} (chance 0.25; "
           f"unmarked predictions per class {counts.tolist()})")
 
-    os.makedirs(os.path.dirname(MODEL_PATH), exist_ok=True)
-    torch.onnx.export(model, (torch.from_numpy(x_te[:2]),), MODEL_PATH, input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
-                      opset_version=17, dynamo=False)
-    proto = onnx.load(MODEL_PATH)
-    onnx.helper.set_model_props(proto, {
+    export_onnx(model, x_te[:2], MODEL_PATH, "input", ["logits"], {
         "demo.tool": "tools/train_clever_hans_demo.py", "demo.seed": str(SEED),
         "demo.test_accuracy": f"{acc:.4f}", "demo.test_accuracy_mark_removed": f"{acc_un:.4f}",
         "demo.input": "float32 [N, 1, 16, 16] in [0, 1]: a decoy digit (pixel / 16) + a 3x3 mark of 1.0 in a corner",
         "demo.classes": "mark corner: 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right",
         "demo.samples": "models/demo/clever_hans_test.npz"})
-    onnx.save(proto, MODEL_PATH)
 
     pick = np.concatenate([np.flatnonzero(y_te == k)[:PER_CLASS] for k in range(4)])
     np.savez_compressed(SAMPLES_PATH, x=x_te[pick], y=y_te[pick], digit=d_te[pick], mark=m_te[pick],

@@ -42,12 +42,11 @@ def load():
 
 
 def main():
-    import onnx
     import onnxruntime as ort
     import torch
     from torch import nn
 
-    from demo_training import check_compiles, fit_classifier
+    from demo_training import check_compiles, export_onnx, fit_classifier
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
@@ -62,16 +61,10 @@ def main():
     test_acc = float((logits.argmax(1) == y_te).mean())
     print(f"digits CNN: train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f} ({len(y_te)} held-out digits)")
 
-    os.makedirs(os.path.dirname(MODEL_PATH), exist_ok=True)
-    torch.onnx.export(model, (torch.from_numpy(x_te[:2]),), MODEL_PATH, input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
-                      opset_version=17, dynamo=False)
-    proto = onnx.load(MODEL_PATH)
-    onnx.helper.set_model_props(proto, {
+    export_onnx(model, x_te[:2], MODEL_PATH, "input", ["logits"], {
         "demo.tool": "tools/train_digits_demo.py", "demo.seed": str(SEED), "demo.test_accuracy": f"{test_acc:.4f}",
         "demo.input": "float32 [N, 1, 8, 8]: load_digits pixel / 16 (background exactly 0)",
         "demo.classes": "digits 0-9", "demo.samples": "models/demo/digits_test.npz"})
-    onnx.save(proto, MODEL_PATH)
 
     pick = np.concatenate([np.flatnonzero(y_te == d)[:PER_CLASS] for d in range(10)])
     np.savez_compressed(SAMPLES_PATH, x=x_te[pick], y=y_te[pick], index=i_te[pick].astype(np.int64))

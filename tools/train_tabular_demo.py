@@ -41,7 +41,6 @@ SEED, EPOCHS, PER_CLASS = 0, 30, 10
 
 
 def main():
-    import onnx
     import onnxruntime as ort
     import torch
     from sklearn.datasets import load_breast_cancer
@@ -49,7 +48,7 @@ def main():
     from torch import nn
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from demo_training import check_compiles, fit_classifier
+    from demo_training import check_compiles, export_onnx, fit_classifier
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
@@ -80,17 +79,11 @@ def main():
     print(f"breast-cancer MLP: train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f} ({len(y_te)} held-out "
           "rows)")
 
-    os.makedirs(os.path.dirname(MODEL_PATH), exist_ok=True)
-    torch.onnx.export(model, (torch.from_numpy(x_te[:2]),), MODEL_PATH, input_names=["features"],
-                      output_names=["logits"], dynamic_axes={"features": {0: "N"}, "logits": {0: "N"}},
-                      opset_version=17, dynamo=False)
-    proto = onnx.load(MODEL_PATH)
-    onnx.helper.set_model_props(proto, {
+    export_onnx(model, x_te[:2], MODEL_PATH, "features", ["logits"], {
         "demo.tool": "tools/train_tabular_demo.py", "demo.seed": str(SEED), "demo.test_accuracy": f"{test_acc:.4f}",
         "demo.input": "float32 [N, 30] raw features (standardization is inside the model)",
         "demo.classes": "0 malignant, 1 benign", "demo.features": "models/demo/breast_cancer_features.json",
         "demo.samples": "models/demo/breast_cancer_test.npz"})
-    onnx.save(proto, MODEL_PATH)
     with open(FEATURES_PATH, "w") as f:
         json.dump({"features": list(data.feature_names), "classes": list(data.target_names),
                    "standardization": "inside the model: its input is the raw features; its first ops compute "

@@ -68,11 +68,10 @@ def lexicon():
 
 
 def main():
-    import onnx
     import onnxruntime as ort
     import torch
     from torch import nn
-    from demo_training import check_compiles
+    from demo_training import check_compiles, export_onnx
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
@@ -120,17 +119,11 @@ def main():
     print(f"review CNN: train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f} ({len(test_set)} held-out "
           f"sentences; plain templates {right[~negated].mean():.4f}, negated {right[negated].mean():.4f})")
 
-    os.makedirs(os.path.dirname(MODEL_PATH), exist_ok=True)
-    torch.onnx.export(model, (torch.from_numpy(test_ids[:2]),), MODEL_PATH, input_names=["input_ids"],
-                      output_names=["logits"], dynamic_axes={"input_ids": {0: "N"}, "logits": {0: "N"}},
-                      opset_version=17, dynamo=False)
-    proto = onnx.load(MODEL_PATH)
-    onnx.helper.set_model_props(proto, {
+    export_onnx(model, test_ids[:2], MODEL_PATH, "input_ids", ["logits"], {
         "demo.tool": "tools/train_text_demo.py", "demo.seed": str(SEED), "demo.test_accuracy": f"{test_acc:.4f}",
         "demo.corpus": "synthetic: tools/train_sentiment_demo.py generate_corpus(seed=0)",
         "demo.input": f"int64 [N, {MAX_LEN}] token ids (models/demo/review_vocab.json), [PAD] = 0",
         "demo.classes": "0 negative, 1 positive", "demo.samples": "models/demo/review_test.npz"})
-    onnx.save(proto, MODEL_PATH)
     with open(VOCAB_PATH, "w") as f:
         json.dump({"tokens": vocab, "max_length": MAX_LEN, "pad": PAD, "unk": UNK,
                    "format": "lower-case words split on spaces, then [PAD] (id 0) up to max_length; no [CLS]/[SEP]",
