@@ -21,12 +21,8 @@ def approximate_size(model):
     for init in model.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
             continue
-        try:
-            itemsize = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
-        except Exception:  # noqa: BLE001 - an unusual type (strings): measure it
-            total += init.ByteSize()
-            continue
-        total += int(np.prod(init.dims)) * itemsize + 64
+        nbytes = _raw_size(init)
+        total += init.ByteSize() if nbytes is None else nbytes + 64  # (strings and unusual types: measured)
     light = onnx.ModelProto()
     light.graph.node.extend(model.graph.node)
     return total + light.ByteSize()
