@@ -16,8 +16,9 @@ Zennit). DIR defaults to ~/.cache/onnx-lrp-bench; nothing there is ever committe
 `python tools/bench.py child KIND ...`, which prints one JSON line:
   - compile: onnx_lrp.compile(model, composite) (its checker and onnxruntime verification included), timed, then
     onnx_lrp.write_model to a temporary folder (external data past 2 GB) for the file size;
-  - onnx: an onnxruntime CPU session (intra_op_num_threads=2, inter_op_num_threads=1) on the original or a
-    compiled model (target = -1, the top class): one warm-up run, then the median of --repeats runs;
+  - onnx: an onnxruntime CPU session (intra_op_num_threads=2, inter_op_num_threads=1) on the original (default
+    options) or a compiled model (onnx_lrp.session_options(), as onnx_lrp.Explainer runs it; target = -1, the top
+    class): one warm-up run, then the median of --repeats runs;
   - zennit (optional, in --zennit-python, which needs torch, torchvision and zennit; onnx-lrp never does):
     zennit.attribution.Gradient with EpsilonPlusFlat and the model's canonizer (VGGCanonizer / ResNetCanonizer),
     torch.set_num_threads(2), the logit seed (the compiled graph's default), timed like onnx.
@@ -130,7 +131,13 @@ def child_compile(model, composite, out_dir):
 def child_onnx(model, batch, repeats):
     import numpy as np
     import onnxruntime as ort
-    options = ort.SessionOptions()
+    import onnx
+    compiled = any(p.key == "onnx_lrp.composite" for p in onnx.load(model, load_external_data=False).metadata_props)
+    if compiled:  # the options onnx_lrp.Explainer runs a compiled graph with; the inference baseline: the defaults
+        import onnx_lrp
+        options = onnx_lrp.session_options()
+    else:
+        options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: image_batch(batch)}
@@ -311,7 +318,9 @@ def report(args, results, started, load_before, info):
         ("torchvision VGG-16 and ResNet-50 with seeded random weights (`tools/bench.py export`: weights=None after "
         "`torch.manual_seed(0)`, ResNet-50's BatchNorm statistics from one random batch), exported by "
         "`torch.onnx.export` (TorchScript, opset 17, dynamic batch; BatchNorm folded into the convs by the exporter), "
-        f"input {SIZE}×{SIZE}, {CLASSES} classes. onnxruntime CPU with intra_op_num_threads={THREADS}; Zennit with "
+        f"input {SIZE}×{SIZE}, {CLASSES} classes. onnxruntime CPU with intra_op_num_threads={THREADS}, default "
+        "options for inference and `onnx_lrp.session_options()` (no prepacked weight copies, no planned memory "
+        "pattern; what `onnx_lrp.Explainer` uses) for the compiled graphs; Zennit with "
         f"`torch.set_num_threads({THREADS})`. Each configuration runs in its own process: one warm-up run, then the "
         f"median of {args.repeats}. Ratios are against ORT inference of the same model and batch in this run. "
         "The compiled graphs compute the prediction and the relevance of the top class (`target` = -1, logit seed) "
