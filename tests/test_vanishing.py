@@ -12,6 +12,7 @@ from builders import cnn
 from conftest import MODELS, run
 from onnx_lrp.compiler import make_params, prepare
 from onnx_lrp.graph import GraphBuilder
+from onnx_lrp.ops import linear
 from onnx_lrp.vanishing import positive_parts
 
 SIGN_AWARE = GraphBuilder.divide_stabilized
@@ -29,6 +30,7 @@ def sign_aware_everywhere(self, r, z, eps, scope, non_negative=False):
 @pytest.mark.parametrize("composite", ["epsilon", "epsilon-plus-flat", "epsilon-alpha2-beta1", "epsilon-gamma-box"])
 @pytest.mark.parametrize("name", ["minivgg_cifar10.onnx", "parity/resnet18_quarter.onnx", "bn_avgpool_cnn.onnx"])
 def test_shortcuts_give_the_sign_aware_relevance(name, composite, monkeypatch, rng):
+    monkeypatch.setattr(linear, "FOLD_STABILIZER", False)  # the folded form: test_folded_stabilizer below
     path = os.path.join(MODELS, name)
     fast = onnx_lrp.compile(path, composite, low=-3, high=3)
     with monkeypatch.context() as m:
@@ -67,3 +69,23 @@ def test_shortcut_needs_the_relu_to_be_the_only_reader(rng):
     plan = prepare(model, "epsilon", make_params()).plan
     parts = positive_parts(plan, "logit")
     assert "c3" not in parts and "c2" in parts
+
+
+@pytest.mark.parametrize("composite", ["epsilon-plus-flat", "epsilon-alpha2-beta1"])
+@pytest.mark.parametrize("name", ["minivgg_cifar10.onnx", "parity/resnet18_quarter.onnx"])
+def test_folded_stabilizer(name, composite, monkeypatch, rng):
+    """A denominator that is one modified forward >= 0 (z-plus, flat, alpha's share) gets its stabilizer as that
+    forward's bias: one Add fewer per layer, the same relevance up to float rounding."""
+    path = os.path.join(MODELS, name)
+    folded = onnx_lrp.compile(path, composite, low=-3, high=3)
+    monkeypatch.setattr(linear, "FOLD_STABILIZER", False)
+    separate = onnx_lrp.compile(path, composite, low=-3, high=3)
+    adds = [sum(n.op_type == "Add" for n in m.graph.node) for m in (folded, separate)]
+    assert adds[0] < adds[1]
+    x_info = folded.graph.input[0]
+    x = rng.normal(size=[2] + [d.dim_value for d in x_info.type.tensor_type.shape.dim[1:]]).astype(np.float32)
+    feeds = {x_info.name: x, "target": np.array([-1, 3], np.int64)}
+    ours, reference = run(folded, feeds), run(separate, feeds)
+    for key in ours:
+        scale = np.abs(reference[key]).max()
+        np.testing.assert_allclose(ours[key], reference[key], rtol=1e-4, atol=1e-6 * scale, err_msg=key)

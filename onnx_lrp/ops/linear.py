@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..rules.base import IDENTITY
+from ..rules.base import IDENTITY, ONES
 from .geometry import spatial_geometry, transpose_pads
 from .registry import attrs_of, register, register_gradient
 
@@ -120,16 +120,19 @@ class ConvOps:
                 self._weights[param.name] = self.b.const(param(self.layer.weight), self.scope, f"weight_{param.name}")
         return self._weights[param.name]
 
-    def forward(self, x, param, bias):
+    def forward(self, x, param, bias, shift=0.0):
         inputs = [x, self.weight(param)]
-        if bias:
-            inputs.append(self.b.const(param(self.layer.bias), self.scope, f"bias_{param.name}"))
+        bias = _modified_bias(self.layer, param, bias, shift, self.layer.weight_shape[0])
+        if bias is not None:
+            inputs.append(self.b.const(bias, self.scope, f"bias_{param.name}"))
         return self.b.op("Conv", inputs, self.scope, f"conv_{param.name}", **self.attrs)
 
     def adjoint(self, g, param):
         """W^T g. With stride 1 it is itself a Conv, with the kernel flipped and its in/out channels swapped (in the
         graph, on the weight initializer: runtimes fold it once at load), and runtimes run a Conv faster than the
         ConvTranspose that serves the strided case."""
+        if param is ONES and self.attrs["group"] == 1:
+            return self._adjoint_of_ones(g)
         pads = self._adjoint_conv_pads()
         if pads is None:
             w = self.weight(param)
@@ -141,6 +144,23 @@ class ConvOps:
                              group=self.attrs["group"], pads=self.transpose_pads, output_padding=self.output_padding)
         return self.b.op("Conv", [g, self._flipped_weight(param)], self.scope, f"conv_adjoint_{param.name}",
                          dilations=self.attrs["dilations"], group=self.attrs["group"], pads=pads)
+
+    def _adjoint_of_ones(self, g):
+        """ones^T g is the same in every input channel: the adjoint of a one-channel kernel of ones on g summed over
+        the output channels, broadcast to the input's channels (flat's first layer: ResNet-50's 7x7/2 conv with 64
+        output channels costs 1/64 of the ConvTranspose)."""
+        b, scope = self.b, self.scope
+        summed = b.reduce("ReduceSum", g, [1], scope, "output_channel_sum")
+        kernel = b.const(np.ones([1, 1, *self.layer.weight_shape[2:]], np.float32), scope, "kernel_ones")
+        pads = self._adjoint_conv_pads()
+        if pads is None:
+            spread = b.op("ConvTranspose", [summed, kernel], scope, "conv_T_ones", strides=self.attrs["strides"],
+                          dilations=self.attrs["dilations"], pads=self.transpose_pads,
+                          output_padding=self.output_padding)
+        else:
+            spread = b.op("Conv", [summed, kernel], scope, "conv_adjoint_ones", dilations=self.attrs["dilations"],
+                          pads=pads)
+        return b.op("Expand", [spread, b.op("Shape", [self.layer.x], scope, "input_shape")], scope, "spread_ones")
 
     def _adjoint_conv_pads(self):
         """Pads of the Conv that computes the stride-1 adjoint, d (k - 1) - p per side; None where it is no Conv."""
@@ -196,9 +216,10 @@ class DenseOps:
         w = param(layer.weight)
         return b.const(w.T if transposed else w, scope, f"weight_{param.name}{'_T' if transposed else ''}"), transposed
 
-    def forward(self, x, param, bias):
+    def forward(self, x, param, bias, shift=0.0):
         b, scope = self.b, self.scope
-        bias_name = b.const(param(self.layer.bias), scope, f"bias_{param.name}") if bias else None
+        bias = _modified_bias(self.layer, param, bias, shift, self.layer.weight_shape[1])
+        bias_name = b.const(bias, scope, f"bias_{param.name}") if bias is not None else None
         if self.rank2:
             w, t = self._weight(param, False)
             return b.op("Gemm", [x, w] + ([bias_name] if bias_name else []), scope, f"dense_{param.name}",
@@ -220,6 +241,14 @@ class DenseOps:
         if square:
             w, g = distinct_weight(b, w, g, scope, param.name)
         return b.op("MatMul", [g, w], scope, f"dense_T_{param.name}")
+
+
+def _modified_bias(layer, param, bias, shift, outputs):
+    """The bias of a modified forward (None: none), plus `shift` (a stabilizer folded in)."""
+    value = param(layer.bias) if bias and layer.bias is not None else None
+    if shift:
+        value = (np.zeros(outputs, np.float32) if value is None else value) + np.float32(shift)
+    return value
 
 
 def distinct_weight(b, w, g, scope, hint):
@@ -265,6 +294,23 @@ def _rule_input(b, layer, x, kind, rule, scope, cache):
     return out
 
 
+FOLD_STABILIZER = True  # (tests compare against the separate Add)
+
+
+def _stabilizer_folded_groups(rule, terms, layer):
+    """Groups whose denominator is one modified forward that is >= 0 by construction (z-plus, flat, alpha's
+    share): its stabilizer z + eps is folded into that forward's bias, so no pass over memory adds it."""
+    if not FOLD_STABILIZER or rule.stabilizer <= 0:
+        return set()
+    folded = set()
+    for group, mask in enumerate(rule.masks):
+        members = [t for t in terms if t.group == group]
+        if (mask is None and len(members) == 1 and not members[0].reuses_forward
+                and members[0].non_negative(layer.input_non_negative, layer.bias is not None)):
+            folded.add(group)
+    return folded
+
+
 def apply_rule(b, layer, rule, relevance, scope):
     """Emit R_in for any declarative rule (see rules/base.py); returns the relevance at the layer input."""
     if rule.name == "pass":
@@ -276,13 +322,18 @@ def apply_rule(b, layer, rule, relevance, scope):
     has_bias = layer.bias is not None
     # on a non-negative input, a- is exactly 0: its terms add exactly 0 to every sum and are left out
     terms = [t for t in rule.terms if not (layer.input_non_negative and t.input == "a-")]
+    folded = _stabilizer_folded_groups(rule, terms, layer)
     outs = [layer.z if t.reuses_forward else
-            ops.forward(_rule_input(b, layer, x, t.input, rule, scope, inputs), t.param, t.bias and has_bias)
+            ops.forward(_rule_input(b, layer, x, t.input, rule, scope, inputs), t.param, t.bias and has_bias,
+                        shift=rule.stabilizer if t.group in folded else 0.0)
             for t in terms]
     ratios = []
     for group, mask in enumerate(rule.masks):
         members = [(t, o) for t, o in zip(terms, outs) if t.group == group]
         denominator = b.sum([o for _, o in members], scope, "denominator")
+        if group in folded:
+            ratios.append(b.op("Div", [relevance, denominator], scope, "ratio"))
+            continue
         non_negative = all(t.non_negative(layer.input_non_negative, has_bias) for t, _ in members)
         ratio = b.divide_stabilized(relevance, denominator, rule.stabilizer, scope, non_negative=non_negative)
         if mask:
