@@ -19,6 +19,7 @@ from .load import (check_and_upgrade, check_opset, default_opset, fill_interface
                    tensor_shapes, without_weights)
 from .ops import REGISTRY
 from .passes import canonicalize
+from .passes.structure import PruneUnused
 from .plan import make_plan
 from .precision import restore_interface, widen_to_float32
 from .vanishing import positive_parts
@@ -79,7 +80,7 @@ def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabil
     _record(model, plan, prepared.composite, params, seed, taps)
     restore_interface(model, prepared.half_interface)
     _finish_versions(model, prepared.source_ir)
-    _remove_unused_initializers(model.graph)
+    PruneUnused().run(model, notes)
     if verify:
         _verify(model, path)
     return model
@@ -289,13 +290,6 @@ def _finish_versions(model, source_ir):
     needed = helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
     model.ir_version = min(max(source_ir, needed), max(max_runtime_ir_version(), needed))
 
-
-def _remove_unused_initializers(graph):
-    """In place: rebuilding the list would copy every weight."""
-    used = {n for node in graph.node for n in node.input} | {o.name for o in graph.output}
-    for i in reversed(range(len(graph.initializer))):
-        if graph.initializer[i].name not in used:
-            del graph.initializer[i]
 
 
 def _verify(model, path):

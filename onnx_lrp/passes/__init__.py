@@ -1,14 +1,12 @@
-"""Canonicalization passes, run in this order before planning."""
+"""Canonicalization passes, run in this order before planning: the structural clean-up on onnx-ir, then the
+passes that need tensor values (shapes probed and folded, constants folded, affine chains merged)."""
 from .affine import FoldAffine
-from .cleanup import InitializersOutOfInputs, RemoveIdentities
-from .constants import ConstantsToInitializers, FoldConstants
-from .naming import NameNodes
+from .constants import FoldConstants
 from .probe import ProbeShapes
 from .shapes import FoldShapes
+from .structure import CleanStructure, PruneUnused
 
-CANONICALIZE = (NameNodes(), InitializersOutOfInputs(), ConstantsToInitializers(), ProbeShapes(), FoldShapes(),
-                FoldConstants(),
-                RemoveIdentities(), FoldAffine())
+CANONICALIZE = (CleanStructure(), ProbeShapes(), FoldShapes(), FoldConstants(), FoldAffine(), PruneUnused())
 
 
 def canonicalize(model, notes):

@@ -1,4 +1,5 @@
-"""Constant nodes become initializers, and nodes whose inputs are all constant are evaluated at compile time."""
+"""Nodes whose inputs are all constant are evaluated at compile time (Constant nodes are initializers by now:
+structure.py)."""
 import numpy as np
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
@@ -7,33 +8,6 @@ from .base import ConstantArrays, Pass, remove_nodes
 
 # ops that must not be folded even with constant inputs
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
-
-
-class ConstantsToInitializers(Pass):
-    name = "constants-to-initializers"
-
-    def run(self, model, notes):
-        graph, doomed = model.graph, []
-        for node in graph.node:
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1:
-                attr = node.attribute[0]
-                value = _constant_value(attr)
-                if value is not None:
-                    graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
-                    doomed.append(node)
-        remove_nodes(graph, doomed)
-
-
-def _constant_value(attr):
-    if attr.name == "value":
-        return numpy_helper.to_array(attr.t)
-    scalars = {"value_float": np.float32, "value_int": np.int64}
-    lists = {"value_floats": np.float32, "value_ints": np.int64}
-    if attr.name in scalars:
-        return np.array(helper.get_attribute_value(attr), dtype=scalars[attr.name])
-    if attr.name in lists:
-        return np.array(list(helper.get_attribute_value(attr)), dtype=lists[attr.name])
-    return None
 
 
 class FoldConstants(Pass):
