@@ -20,7 +20,10 @@ Array explain(const std::string& model_path, const Array& input,
                                  " does not serve the C API version " + std::to_string(ORT_API_VERSION) +
                                  " of these headers: use headers of its version or older");
     Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "lrp_explain");
-    Ort::Session session(env, model_path.c_str(), Ort::SessionOptions());
+    Ort::SessionOptions options;  // as onnx_lrp.session_options(): weights and activations held once
+    options.DisableMemPattern();
+    options.AddConfigEntry("session.disable_prepacking", "1");
+    Ort::Session session(env, model_path.c_str(), options);
     Ort::AllocatorWithDefaultOptions allocator;
     std::string input_name = session.GetInputNameAllocated(0, allocator).get();
     std::string output_name = "relevance_" + input_name;

@@ -45,7 +45,9 @@ if (!outPath) {
   process.exit(2);
 }
 
-const session = await ort.InferenceSession.create(modelPath);
+// as onnx_lrp.session_options(): weights and activations held once
+const session = await ort.InferenceSession.create(modelPath, {
+  enableMemPattern: false, extra: { session: { disable_prepacking: '1' } } });
 const input = readNpy(inputPath);
 const feeds = { [session.inputNames[0]]: input };
 for (const feed of option('--feed')) {
