@@ -60,8 +60,8 @@ def session_options():
     """onnxruntime options for a compiled graph: its weights and activations held once.
 
     - session.disable_prepacking: every Gemm/MatMul node packs its own copy of a constant B, and the forward and
-      the adjoint of a dense layer read the same weight (VGG-16 held its 494 MB of dense weights three times; the
-      time is the same, docs/benchmarks.md).
+      the adjoint of a dense layer read the same weight (VGG-16 held its 494 MB of dense weights three times; its
+      unpacked adjoints cost 2 % of its time, docs/benchmarks.md).
     - enable_mem_pattern=False: the planned arena block of a relevance graph is far larger than what its
       tensors, freed as soon as the backward has read them, need at once (ResNet-50, batch 8: 2.7 GB against 1.7 GB).
     """
