@@ -29,7 +29,10 @@ def test_explainer_matches_the_compiled_graph_and_batches(rng):
     path = os.path.join(MODELS, "minivgg_cifar10.onnx")
     x = rng.normal(size=(7, 3, 32, 32)).astype(np.float32)
     ref = direct(path, x, np.full(7, -1, np.int64))
-    explanation = Explainer(path, providers="cpu", batch_size=3).explain(x)
+    explainer = Explainer(path, providers="cpu", batch_size=3)
+    options = explainer.session.get_session_options()  # onnx_lrp.session_options(): weights and activations held once
+    assert not options.enable_mem_pattern and options.get_session_config_entry("session.disable_prepacking") == "1"
+    explanation = explainer.explain(x)
     np.testing.assert_allclose(explanation.relevance, ref["relevance_input"], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(explanation.output, ref["probabilities"], rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(explanation.target, ref["probabilities"].argmax(1))
