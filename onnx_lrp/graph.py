@@ -22,6 +22,7 @@ class GraphBuilder:
         self._used |= {t.name for t in graph.initializer} | {i.name for i in graph.input}
         self._const_cache = {}
         self.positive_part = {}  # z -> relu(z), where a stabilized z may read relu(z) + eps (vanishing.py)
+        self.products = {}  # r -> (x, q) for a relevance written as r = x * q (see `scaled`)
 
     def fresh(self, scope, hint):
         base = f"{scope}/lrp/{hint}"
@@ -72,12 +73,25 @@ class GraphBuilder:
                                 self.scalar(eps)], scope, "eps_signed")
         return self.op("Add", [z, shift], scope, "stabilized")
 
+    def scaled(self, x, q, scope, hint):
+        """x * q, remembered: a relevance of this form divided by a stabilized x needs no sign (divide_stabilized)."""
+        out = self.op("Mul", [x, q], scope, hint)
+        self.products[out] = (x, q)
+        return out
+
     def divide_stabilized(self, r, z, eps, scope, non_negative=False):
         """r / s(z); with eps == 0 (LRP-0) a zero z passes nothing instead of producing NaN. non_negative: z >= 0 by
-        construction (W+ a+ + W- a-, ...), where s(z) is z + eps: one Add instead of the sign's four ops."""
+        construction (W+ a+ + W- a-, ...), where s(z) is z + eps: one Add instead of the sign's four ops. A relevance
+        r = z * q (a residual sum's share, an input's contribution, `scaled`) divides as q * |z| / (|z| + eps), the
+        same value without the sign (ResNet's convs before a residual sum, under epsilon)."""
         if eps > 0 and (non_negative or z in self.positive_part):
             base = self.positive_part.get(z, z)  # relu(z) where r vanishes wherever z <= 0 (vanishing.py)
             return self.op("Div", [r, self.op("Add", [base, self.scalar(eps)], scope, "stabilized")], scope, "ratio")
+        if eps > 0 and self.products.get(r, (None,))[0] == z:
+            magnitude = self.op("Abs", [z], scope, "magnitude")
+            kept = self.op("Div", [magnitude, self.op("Add", [magnitude, self.scalar(eps)], scope, "stabilized")],
+                           scope, "kept_share")
+            return self.op("Mul", [self.products[r][1], kept], scope, "ratio")
         if eps > 0:
             return self.op("Div", [r, self.stabilize(z, eps, scope)], scope, "ratio")
         is_zero = self.op("Equal", [z, self.scalar(0.0)], scope, "is_zero")

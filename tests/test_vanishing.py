@@ -19,12 +19,22 @@ SIGN_AWARE = GraphBuilder.divide_stabilized
 
 
 def sign_aware_everywhere(self, r, z, eps, scope, non_negative=False):
-    """divide_stabilized without either shortcut: z + eps * sign0(z) for every denominator."""
-    saved, self.positive_part = self.positive_part, {}
+    """divide_stabilized without the shortcuts: z + eps * sign0(z) for every denominator."""
+    saved = self.positive_part, self.products
+    self.positive_part, self.products = {}, {}
     try:
         return SIGN_AWARE(self, r, z, eps, scope)
     finally:
-        self.positive_part = saved
+        self.positive_part, self.products = saved
+
+
+def without_products(self, r, z, eps, scope, non_negative=False):
+    """divide_stabilized without the product form (r = z * q divided as q * |z| / (|z| + eps))."""
+    saved, self.products = self.products, {}
+    try:
+        return SIGN_AWARE(self, r, z, eps, scope, non_negative)
+    finally:
+        self.products = saved
 
 
 @pytest.mark.parametrize("composite", ["epsilon", "epsilon-plus-flat", "epsilon-alpha2-beta1", "epsilon-gamma-box"])
@@ -32,7 +42,9 @@ def sign_aware_everywhere(self, r, z, eps, scope, non_negative=False):
 def test_shortcuts_give_the_sign_aware_relevance(name, composite, monkeypatch, rng):
     monkeypatch.setattr(linear, "FOLD_STABILIZER", False)  # the folded form: test_folded_stabilizer below
     path = os.path.join(MODELS, name)
-    fast = onnx_lrp.compile(path, composite, low=-3, high=3)
+    with monkeypatch.context() as m:  # the product form: test_product_form below
+        m.setattr(GraphBuilder, "divide_stabilized", without_products)
+        fast = onnx_lrp.compile(path, composite, low=-3, high=3)
     with monkeypatch.context() as m:
         m.setattr(GraphBuilder, "divide_stabilized", sign_aware_everywhere)
         slow = onnx_lrp.compile(path, composite, low=-3, high=3)
@@ -86,6 +98,27 @@ def test_folded_stabilizer(name, composite, monkeypatch, rng):
     x = rng.normal(size=[2] + [d.dim_value for d in x_info.type.tensor_type.shape.dim[1:]]).astype(np.float32)
     feeds = {x_info.name: x, "target": np.array([-1, 3], np.int64)}
     ours, reference = run(folded, feeds), run(separate, feeds)
+    for key in ours:
+        scale = np.abs(reference[key]).max()
+        np.testing.assert_allclose(ours[key], reference[key], rtol=1e-4, atol=1e-6 * scale, err_msg=key)
+
+
+@pytest.mark.parametrize("composite", ["epsilon", "epsilon-gamma-box"])
+def test_product_form(composite, monkeypatch, rng):
+    """A relevance r = z * q (a residual sum's share, a contribution) divided by s(z) = z + eps sign0(z) is
+    q * |z| / (|z| + eps): the same value, and no sign is computed (Less and Cast leave the graph of a ResNet)."""
+    path = os.path.join(MODELS, "parity/resnet18_quarter.onnx")
+    product = onnx_lrp.compile(path, composite, low=-3, high=3)
+    monkeypatch.setattr(GraphBuilder, "divide_stabilized", without_products)
+    signed = onnx_lrp.compile(path, composite, low=-3, high=3)
+    less = [sum(n.op_type == "Less" for n in m.graph.node) for m in (product, signed)]
+    if composite == "epsilon":  # (gamma's denominators are no layer output)
+        assert less[0] < less[1]
+    x_info = product.graph.input[0]
+    x = rng.normal(size=[2] + [d.dim_value for d in x_info.type.tensor_type.shape.dim[1:]]).astype(np.float32)
+    x[0, :, :4] = 0.0
+    feeds = {x_info.name: x, "target": np.array([-1, 3], np.int64)}
+    ours, reference = run(product, feeds), run(signed, feeds)
     for key in ours:
         scale = np.abs(reference[key]).max()
         np.testing.assert_allclose(ours[key], reference[key], rtol=1e-4, atol=1e-6 * scale, err_msg=key)

@@ -344,7 +344,7 @@ def apply_rule(b, layer, rule, relevance, scope):
     for t in terms:
         part = ops.adjoint(ratios[t.group], t.param)
         if t.input != "ones":
-            part = b.op("Mul", [_rule_input(b, layer, x, t.input, rule, scope, inputs), part], scope, "contribution")
+            part = b.scaled(_rule_input(b, layer, x, t.input, rule, scope, inputs), part, scope, "contribution")
         if t.coef != 1.0:
             part = b.op("Mul", [part, b.scalar(t.coef)], scope, "weighted")
         parts.append(part)

@@ -22,7 +22,7 @@ class NormStep:
         ratio = b.divide_stabilized(rel_outs[0], node.output[0], b.norm_stabilizer, scope)
         relevance = {}
         for k, (x, count) in enumerate(live.items()):
-            share = b.op("Mul", [x, ratio], scope, f"relevance_{k}")
+            share = b.scaled(x, ratio, scope, f"relevance_{k}")
             relevance[x] = share if count == 1 else b.op("Mul", [share, b.scalar(float(count))], scope, "repeat")
         return relevance
 
