@@ -1,5 +1,7 @@
 """What the compiled graph costs, asserted structurally (speed itself is claimed only in tools/bench.py): rule terms
 whose input is provably zero are not emitted."""
+import os
+
 import numpy as np
 
 import onnx_lrp
@@ -64,3 +66,17 @@ def test_compiled_file_holds_no_modified_weight_copies():
     for composite in onnx_lrp.ZENNIT_COMPOSITES:
         compiled = onnx_lrp.compile(model, composite, low=-3, high=3, verify=False)
         assert len(compiled.SerializeToString()) <= 1.1 * size, composite
+
+
+def test_bench_profile_sums_kernel_time_by_op():
+    """tools/bench_profile.py (where a compiled graph spends its time) runs and its shares add up."""
+    import re
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, os.path.join(root, "tools", "bench_profile.py"),
+                          os.path.join(root, "models", "minivgg_cifar10.onnx"), "--composite", "epsilon", "--runs", "2"],
+                         capture_output=True, text=True, check=True).stdout
+    shares = [float(m) for m in re.findall(r"^\s+\w+\s+([\d.]+) %", out, flags=re.MULTILINE)]
+    assert "Conv" in out and "slowest 10 nodes:" in out
+    assert abs(sum(shares) - 100) < 1.0
