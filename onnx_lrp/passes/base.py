@@ -86,13 +86,6 @@ def replace_initializer(graph, name, array):
     graph.initializer.append(numpy_helper.from_array(array, name))
 
 
-def rename_input(graph, old, new):
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name == old:
-                node.input[i] = new
-
-
 def remove_nodes(graph, doomed):
     keep = [n for n in graph.node if id(n) not in {id(d) for d in doomed}]
     del graph.node[:]
