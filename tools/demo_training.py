@@ -44,6 +44,15 @@ def export_onnx(model, example, path, input_name, output_names, props):
     onnx.save(proto, path)
 
 
+def check_export(path, feeds, logits, labels, pick, what):
+    """Run the exported model in onnxruntime on all of `feeds`; print its max |diff| against torch's `logits` and its
+    accuracy on the shipped samples `pick`."""
+    import onnxruntime as ort
+    got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    print(f"ONNX vs torch max|diff| {np.abs(got - logits).max():.1e}; shipped {what}: {len(pick)}, accuracy "
+          f"{(got[pick].argmax(1) == labels[pick]).mean():.4f}")
+
+
 def check_compiles(path, feeds, outputs=(None,), composite=None):
     """Compile with onnx-lrp from this checkout and print the relevance's sum |R| per sample (must be finite, > 0)."""
     sys.path.insert(0, ROOT)

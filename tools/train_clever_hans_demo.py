@@ -65,12 +65,11 @@ def remove_mark(x, mark):
 
 
 def main():
-    import onnxruntime as ort
     import torch
     from torch import nn
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from demo_training import check_compiles, export_onnx, fit_classifier
+    from demo_training import check_compiles, check_export, export_onnx, fit_classifier
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
@@ -100,10 +99,7 @@ def main():
     pick = np.concatenate([np.flatnonzero(y_te == k)[:PER_CLASS] for k in range(4)])
     np.savez_compressed(SAMPLES_PATH, x=x_te[pick], y=y_te[pick], digit=d_te[pick], mark=m_te[pick],
                         x_unmarked=x_un[pick])
-    session = ort.InferenceSession(MODEL_PATH, providers=["CPUExecutionProvider"])
-    got = session.run(None, {"input": x_te})[0]
-    print(f"ONNX vs torch max|diff| {np.abs(got - logits).max():.1e}; shipped samples: {len(pick)}, accuracy "
-          f"{(got[pick].argmax(1) == y_te[pick]).mean():.4f}")
+    check_export(MODEL_PATH, {"input": x_te}, logits, y_te, pick, "samples")
     print(f"wrote {MODEL_PATH} ({os.path.getsize(MODEL_PATH)} bytes), {SAMPLES_PATH} "
           f"({os.path.getsize(SAMPLES_PATH)} bytes)")
     check_compiles(MODEL_PATH, {"input": x_te[pick]})

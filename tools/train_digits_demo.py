@@ -42,11 +42,10 @@ def load():
 
 
 def main():
-    import onnxruntime as ort
     import torch
     from torch import nn
 
-    from demo_training import check_compiles, export_onnx, fit_classifier
+    from demo_training import check_compiles, check_export, export_onnx, fit_classifier
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
@@ -68,10 +67,7 @@ def main():
 
     pick = np.concatenate([np.flatnonzero(y_te == d)[:PER_CLASS] for d in range(10)])
     np.savez_compressed(SAMPLES_PATH, x=x_te[pick], y=y_te[pick], index=i_te[pick].astype(np.int64))
-    session = ort.InferenceSession(MODEL_PATH, providers=["CPUExecutionProvider"])
-    got = session.run(None, {"input": x_te})[0]
-    print(f"ONNX vs torch max|diff| {np.abs(got - logits).max():.1e}; shipped samples: {len(pick)}, accuracy "
-          f"{(got[pick].argmax(1) == y_te[pick]).mean():.4f}")
+    check_export(MODEL_PATH, {"input": x_te}, logits, y_te, pick, "samples")
     print(f"wrote {MODEL_PATH} ({os.path.getsize(MODEL_PATH)} bytes), {SAMPLES_PATH} "
           f"({os.path.getsize(SAMPLES_PATH)} bytes)")
     check_compiles(MODEL_PATH, {"input": x_te[pick]})

@@ -41,14 +41,13 @@ SEED, EPOCHS, PER_CLASS = 0, 30, 10
 
 
 def main():
-    import onnxruntime as ort
     import torch
     from sklearn.datasets import load_breast_cancer
     from sklearn.model_selection import train_test_split
     from torch import nn
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from demo_training import check_compiles, export_onnx, fit_classifier
+    from demo_training import check_compiles, check_export, export_onnx, fit_classifier
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
@@ -94,10 +93,7 @@ def main():
 
     pick = np.concatenate([np.flatnonzero(y_te == k)[:PER_CLASS] for k in range(2)])
     np.savez_compressed(SAMPLES_PATH, x=x_te[pick], y=y_te[pick], index=i_te[pick].astype(np.int64))
-    session = ort.InferenceSession(MODEL_PATH, providers=["CPUExecutionProvider"])
-    got = session.run(None, {"features": x_te})[0]
-    print(f"ONNX vs torch max|diff| {np.abs(got - logits).max():.1e}; shipped rows: {len(pick)}, accuracy "
-          f"{(got[pick].argmax(1) == y_te[pick]).mean():.4f}")
+    check_export(MODEL_PATH, {"features": x_te}, logits, y_te, pick, "rows")
     print(f"wrote {MODEL_PATH} ({os.path.getsize(MODEL_PATH)} bytes), {FEATURES_PATH}, {SAMPLES_PATH}")
     check_compiles(MODEL_PATH, {"features": x_te[pick]}, composite="epsilon")
 

@@ -68,10 +68,9 @@ def lexicon():
 
 
 def main():
-    import onnxruntime as ort
     import torch
     from torch import nn
-    from demo_training import check_compiles, export_onnx
+    from demo_training import check_compiles, check_export, export_onnx
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
@@ -135,10 +134,7 @@ def main():
     sentiment = np.array([[vocab[t] in words for t in row] for row in test_ids[pick]])
     np.savez_compressed(SAMPLES_PATH, input_ids=test_ids[pick], label=test_labels[pick], negated=negated[pick],
                         sentiment=sentiment, text=np.array([" ".join(test_set[k][0]) for k in pick]))
-    session = ort.InferenceSession(MODEL_PATH, providers=["CPUExecutionProvider"])
-    got = session.run(None, {"input_ids": test_ids})[0]
-    print(f"ONNX vs torch max|diff| {np.abs(got - logits).max():.1e}; shipped sentences: {len(pick)}, accuracy "
-          f"{(got[pick].argmax(1) == test_labels[pick]).mean():.4f}")
+    check_export(MODEL_PATH, {"input_ids": test_ids}, logits, test_labels, pick, "sentences")
     print(f"wrote {MODEL_PATH} ({os.path.getsize(MODEL_PATH)} bytes), {VOCAB_PATH}, {SAMPLES_PATH}")
     check_compiles(MODEL_PATH, {"input_ids": test_ids[pick]}, composite="epsilon")
 
