@@ -125,7 +125,13 @@ class GraphBuilder:
             if lead else summed
 
     def sum(self, names, scope, hint="sum"):
+        """Sum; products of one common factor (a ReLU output's relevance from a residual sum and from the next
+        conv: x * q1 + x * q2) are summed as x * (q1 + q2), one pass over memory fewer."""
         if len(names) == 1:
             return names[0]
+        factors = {self.products.get(n, (None,))[0] for n in names}
+        if len(factors) == 1 and None not in factors:
+            return self.scaled(factors.pop(), self.op("Sum", [self.products[n][1] for n in names], scope,
+                                                      f"{hint}_factor"), scope, hint)
         return self.op("Sum", names, scope, hint)
 
