@@ -128,12 +128,12 @@ def child_compile(model, composite, out_dir):
     return {"compile_s": seconds, "files": written, "bytes": sum(os.path.getsize(f) for f in written)}
 
 
-def child_onnx(model, batch, repeats):
+def child_onnx(model, batch, repeats, explainer_options=False):
+    """explainer_options: the session options onnx_lrp.Explainer runs a compiled graph with; else onnxruntime's
+    defaults (the inference baseline, whose process imports nothing else)."""
     import numpy as np
     import onnxruntime as ort
-    import onnx
-    compiled = any(p.key == "onnx_lrp.composite" for p in onnx.load(model, load_external_data=False).metadata_props)
-    if compiled:  # the options onnx_lrp.Explainer runs a compiled graph with; the inference baseline: the defaults
+    if explainer_options:
         import onnx_lrp
         options = onnx_lrp.session_options()
     else:
@@ -177,7 +177,7 @@ def child(args):
     if args.kind == "compile":
         result = child_compile(args.target, args.composite, args.out_dir)
     elif args.kind == "onnx":
-        result = child_onnx(args.target, args.batch, args.repeats)
+        result = child_onnx(args.target, args.batch, args.repeats, args.explainer_options)
     else:
         result = child_zennit(args.target, args.batch, args.repeats)
     result["peak_rss_mb"] = peak_rss_mb()
@@ -190,7 +190,7 @@ def spawn(python, kind, target, **options):
     """Run one child; its JSON result, or None (and its stderr shown) if it failed."""
     command = [python, os.path.abspath(__file__), "child", kind, target]
     for key, value in options.items():
-        command += [f"--{key.replace('_', '-')}", str(value)]
+        command += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])  # True: a flag
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
     if proc.returncode != 0:
         print(f"  FAILED ({proc.returncode}): {' '.join(command)}\n{proc.stderr[-3000:]}", flush=True)
@@ -224,7 +224,8 @@ def run(args):
                       f"{r['bytes'] / 1e6:.0f} MB", flush=True)
                 for batch in args.batches:
                     r2 = results["onnx"][name, batch, composite] = spawn(sys.executable, "onnx", r["files"][0],
-                                                                         batch=batch, repeats=args.repeats)
+                                                                         batch=batch, repeats=args.repeats,
+                                                                         explainer_options=True)
                     progress(name, batch, composite, r2)
                 for f in r["files"]:  # VGG-16's are 0.5-0.7 GB: keep one at a time
                     os.unlink(f)
@@ -419,6 +420,7 @@ def main():
     p.add_argument("--out-dir")
     p.add_argument("--batch", type=int)
     p.add_argument("--repeats", type=int)
+    p.add_argument("--explainer-options", action="store_true", help="onnx: onnx_lrp.session_options()")
     args = parser.parse_args()
     {"export": export, "run": run, "child": child}[args.command](args)
 
