@@ -167,18 +167,23 @@ def _check_weight_sizes(model, path):
 LIGHT_MAX_ELEMENTS = 64  # initializers up to this size keep their values in a light copy (reshape targets, axes)
 
 
-def without_weights(model):
-    """A copy of the model whose larger initializers are typed graph inputs instead: what shape inference, the
-    checker and a test load need, without copying the weights (hundreds of MB for VGG-16)."""
+def without_initializers(model):
+    """A copy of the model's graph (nodes, inputs, outputs, value info) and opsets, with no initializer."""
     light = onnx.ModelProto()
     light.ir_version = max(model.ir_version, 4)
     light.opset_import.extend(model.opset_import)
     graph = light.graph
     graph.name = model.graph.name
-    graph.node.extend(model.graph.node)
-    graph.input.extend(model.graph.input)
-    graph.output.extend(model.graph.output)
-    graph.value_info.extend(model.graph.value_info)
+    for field in ("node", "input", "output", "value_info"):
+        getattr(graph, field).extend(getattr(model.graph, field))
+    return light
+
+
+def without_weights(model):
+    """A copy of the model whose larger initializers are typed graph inputs instead: what shape inference, the
+    checker and a test load need, without copying the weights (hundreds of MB for VGG-16)."""
+    light = without_initializers(model)
+    graph = light.graph
     inputs = {i.name for i in model.graph.input}
     for init in model.graph.initializer:
         if int(np.prod(init.dims)) <= LIGHT_MAX_ELEMENTS:

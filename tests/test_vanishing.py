@@ -28,6 +28,11 @@ def sign_aware_everywhere(self, r, z, eps, scope, non_negative=False):
         self.positive_part, self.products = saved
 
 
+def no_folding(rule, terms, layer):
+    """_stabilizer_folded_groups folding nothing: every stabilizer a separate Add."""
+    return set()
+
+
 def without_products(self, r, z, eps, scope, non_negative=False):
     """divide_stabilized without the product form (r = z * q divided as q * |z| / (|z| + eps))."""
     saved, self.products = self.products, {}
@@ -40,7 +45,7 @@ def without_products(self, r, z, eps, scope, non_negative=False):
 @pytest.mark.parametrize("composite", ["epsilon", "epsilon-plus-flat", "epsilon-alpha2-beta1", "epsilon-gamma-box"])
 @pytest.mark.parametrize("name", ["minivgg_cifar10.onnx", "parity/resnet18_quarter.onnx", "bn_avgpool_cnn.onnx"])
 def test_shortcuts_give_the_sign_aware_relevance(name, composite, monkeypatch, rng):
-    monkeypatch.setattr(linear, "FOLD_STABILIZER", False)  # the folded form: test_folded_stabilizer below
+    monkeypatch.setattr(linear, "_stabilizer_folded_groups", no_folding)  # the folded form: test_folded_stabilizer
     path = os.path.join(MODELS, name)
     with monkeypatch.context() as m:  # the product form: test_product_form below
         m.setattr(GraphBuilder, "divide_stabilized", without_products)
@@ -90,7 +95,7 @@ def test_folded_stabilizer(name, composite, monkeypatch, rng):
     forward's bias: one Add fewer per layer, the same relevance up to float rounding."""
     path = os.path.join(MODELS, name)
     folded = onnx_lrp.compile(path, composite, low=-3, high=3)
-    monkeypatch.setattr(linear, "FOLD_STABILIZER", False)
+    monkeypatch.setattr(linear, "_stabilizer_folded_groups", no_folding)
     separate = onnx_lrp.compile(path, composite, low=-3, high=3)
     adds = [sum(n.op_type == "Add" for n in m.graph.node) for m in (folded, separate)]
     assert adds[0] < adds[1]

@@ -294,13 +294,10 @@ def _rule_input(b, layer, x, kind, rule, scope, cache):
     return out
 
 
-FOLD_STABILIZER = True  # (tests compare against the separate Add)
-
-
 def _stabilizer_folded_groups(rule, terms, layer):
     """Groups whose denominator is one modified forward that is >= 0 by construction (z-plus, flat, alpha's
     share): its stabilizer z + eps is folded into that forward's bias, so no pass over memory adds it."""
-    if not FOLD_STABILIZER or rule.stabilizer <= 0:
+    if rule.stabilizer <= 0:
         return set()
     folded = set()
     for group, mask in enumerate(rule.masks):

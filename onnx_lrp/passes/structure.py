@@ -10,6 +10,7 @@ from onnx_ir.passes.common import (LiftConstantsToInitializersPass, NameFixPass,
                                    RemoveUnusedNodesPass)
 from onnx_ir.passes.common.naming import SimpleNameGenerator
 
+from ..load import without_initializers
 from .base import Pass
 
 
@@ -87,18 +88,14 @@ def _skeleton(model):
     names them without a type, and they get their own info back)."""
     untyped = {v.name: v for field in ("input", "output", "value_info") for v in getattr(model.graph, field)
                if _has_map(v.type)}
-    light = onnx.ModelProto()
-    light.ir_version = max(model.ir_version, 4)
-    light.opset_import.extend(model.opset_import)
+    light = without_initializers(model)
     light.functions.extend(model.functions)
-    graph = light.graph
-    graph.name = model.graph.name
-    graph.node.extend(model.graph.node)
     for field in ("input", "output", "value_info"):
-        getattr(graph, field).extend(onnx.ValueInfoProto(name=v.name) if v.name in untyped else v
-                                     for v in getattr(model.graph, field))
-    graph.initializer.extend(onnx.TensorProto(name=i.name, data_type=i.data_type, dims=i.dims)
-                             for i in model.graph.initializer)
+        for v in getattr(light.graph, field):
+            if v.name in untyped:
+                v.ClearField("type")
+    light.graph.initializer.extend(onnx.TensorProto(name=i.name, data_type=i.data_type, dims=i.dims)
+                                   for i in model.graph.initializer)
     return light, untyped
 
 
