@@ -15,7 +15,7 @@ from . import __version__
 from .composites import DEFAULT_COMPOSITE, DEFAULT_PARAMS, default_composite
 from .errors import OnnxLrpError
 from .graph import GraphBuilder
-from .load import (check_and_upgrade, check_opset, default_opset, fill_interface, override_input_shapes, read_model,
+from .load import (batch_axes, check_and_upgrade, check_opset, default_opset, fill_interface, override_input_shapes, read_model,
                    tensor_shapes, without_weights)
 from .ops import REGISTRY
 from .passes import canonicalize
@@ -232,9 +232,7 @@ def _emit(model, plan, seed, norm_stabilizer, taps):
         else:  # the input reaches the output only through paths that carry no relevance
             b.nodes.append(helper.make_node("ConstantOfShape", [b.op("Shape", [name], name, "shape")], [out],
                                             name=b.fresh(name, "output")))
-    first = next(i for i in graph.input if i.name == plan.explained_inputs[0])
-    batch = first.type.tensor_type.shape.dim[0]
-    batch_dim = batch.dim_param or (batch.dim_value if batch.HasField("dim_value") else "N")
+    batch_dim = _batch_dim(graph, plan)
     graph.node.extend(b.nodes)
 
     graph.input.append(helper.make_tensor_value_info(TARGET, TensorProto.INT64, [batch_dim]))
@@ -247,6 +245,18 @@ def _emit(model, plan, seed, norm_stabilizer, taps):
     taps.finish(b, graph, batch_dim)  # extra outputs after the relevance of the inputs
     graph.node.extend(b.nodes[emitted:])
     graph.initializer.extend(b.initializers)
+
+
+def _batch_dim(graph, plan):
+    """The batch of the explained score (its dim 0), as the model names it: `target` and the taps have it."""
+    for vi in (*graph.value_info, *graph.output):
+        dims = vi.type.tensor_type.shape.dim if vi.name == plan.logits else ()
+        if len(dims) and (dims[0].dim_param or dims[0].HasField("dim_value")):
+            return dims[0].dim_param or dims[0].dim_value
+    axes = batch_axes(graph)
+    first = next(i for i in graph.input if i.name == plan.explained_inputs[0])
+    batch = first.type.tensor_type.shape.dim[axes.get(first.name, 0)]
+    return batch.dim_param or (batch.dim_value if batch.HasField("dim_value") else "N")
 
 
 def _record(model, plan, composite, params, seed, taps):

@@ -98,16 +98,49 @@ def override_input_shapes(model, input_shapes, path=None):
             else:
                 raise OnnxLrpError(f"--input-shape for '{name}': {value!r} is neither a positive size nor a name "
                                    "for a symbolic dim", path=path)
+    axes = batch_axes(model.graph)
+    symbols = batch_symbols(model.graph)
     weights = {i.name for i in model.graph.initializer}
     for name, vi in inputs.items():
         dims = vi.type.tensor_type.shape.dim
         if name in weights:
             continue
-        if any(not d.HasField("dim_value") for d in list(dims)[1:]):
-            example = ",".join(["N"] + [str(d.dim_value) if d.HasField("dim_value") else "SIZE" for d in dims[1:]])
-            raise OnnxLrpError(f"input '{name}' has dims [{_dims_text(dims)}]: sizes beyond the batch must be known. "
+        axis = axes.get(name, 0)
+        if any(not d.HasField("dim_value") for k, d in enumerate(dims) if k != axis):
+            example = ",".join("N" if k == axis else str(d.dim_value) if d.HasField("dim_value") else "SIZE"
+                               for k, d in enumerate(dims))
+            where = f"the batch is its dim {axis}; " if axis else ""
+            raise OnnxLrpError(f"input '{name}' has dims [{_dims_text(dims)}]: {where}sizes beyond the batch must be "
+                               f"known (the batch is the dim named {' or '.join(sorted(symbols)) or 'at dim 0'}). "
                                f"Fix them with --input-shape {name}={example} (Python: input_shapes={{'{name}': "
                                f"[...]}}); a name instead of a number keeps that dim symbolic.", path=path)
+
+
+def batch_symbols(graph):
+    """The names of the batch dim: the symbolic dim 0 of the inputs and outputs (a state input [layers, N, H] or a
+    time-first [T, N, F] carries the same name at another axis)."""
+    weights = {i.name for i in graph.initializer}
+    values = [i for i in graph.input if i.name not in weights] + list(graph.output)
+    return {v.type.tensor_type.shape.dim[0].dim_param for v in values
+            if len(v.type.tensor_type.shape.dim) and v.type.tensor_type.shape.dim[0].dim_param}
+
+
+def batch_axes(graph):
+    """{input name: the axis of its batch}: where its one symbolic dim carries a batch name (batch_symbols), else 0.
+    Found from the names the exporter wrote, not assumed at dim 0."""
+    symbols, weights, axes = batch_symbols(graph), {i.name for i in graph.initializer}, {}
+    for vi in graph.input:
+        if vi.name in weights:
+            continue
+        dims = list(vi.type.tensor_type.shape.dim)
+        named = [k for k, d in enumerate(dims) if d.dim_param in symbols]
+        if dims and not dims[0].HasField("dim_value") and (not dims[0].dim_param or 0 in named):
+            axes[vi.name] = 0
+        elif len(named) == 1:
+            axes[vi.name] = named[0]
+        else:
+            axes[vi.name] = 0
+    return axes
 
 
 def _dims_text(dims):

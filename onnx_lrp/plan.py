@@ -18,6 +18,7 @@ from .ops.embedding import embedding_source
 from .ops.movement import MOVEMENT_OPS
 from .ops.linear import read_conv, read_gemm, read_matmul
 from .passes.base import consumers, constant_arrays
+from .passes.recurrent import UNROLL_REFUSALS
 from .rules import Rule, parse_rule_spec
 
 FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
@@ -205,7 +206,7 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
             layer.input_non_negative = ctx.flow.bounds(layer.x).non_negative
             step.kind, step.layer = "Linear", layer
         elif node.op_type not in REGISTRY:
-            problems.append((node, "no relevance rule for this op"))
+            problems.append((node, UNROLL_REFUSALS.get(node.name, "no relevance rule for this op")))
             continue
         if form == "gradient" and REGISTRY[step.kind].gradient is None:
             problems.append((node, f"no rule for this op in the transformer composite '{composite}' yet"))

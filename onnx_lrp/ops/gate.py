@@ -58,14 +58,29 @@ class ProductStep:
                 for k, (x, y) in enumerate(((a, c), (c, a)))}
 
 
+def _pick_gate(live, ctx):
+    """The gate of two squashed factors: the one in [0, 1] (a Sigmoid, 1 - Sigmoid) against one that takes negative
+    values (a Tanh: the signal), as an LSTM's `o * tanh(c)` and `i * tanh(g)`; None where that does not decide."""
+    unit = [n for n in live if ctx.flow.bounds(n).non_negative and ctx.flow.bounds(n).hi <= 1]
+    return unit[0] if len(unit) == 1 else None
+
+
 def _check(step, ctx):
     why = plan_elementwise(step, ctx)
     live = [n for n in step.node.input if n and n in ctx.live]
+    fixed = [n for n in step.node.input if n and n not in ctx.live and n not in ctx.constants]
+    if why is not None and len(live) == 1 and len(fixed) == 1 and ctx.flow.is_squashed(live[0]):
+        # a gate times a tensor that no input value reaches (a zero state built from shapes, a product with one):
+        # the signal is fixed, so its share is absorbed as a bias's, and the gate takes none
+        step.extra, step.live_inputs = GateStep(live[0], fixed[0]), []
+        return None
     if why is None or len(live) != 2 or live[0] == live[1]:
         return why
     out_shape = ctx.shapes.get(step.node.output[0])
     gates = [n for n in live if ctx.flow.is_squashed(n)]
     signals = [n for n in live if n not in gates or (len(gates) == 2 and ctx.shapes.get(n) == out_shape)]
+    if len(gates) == 2 and len(signals) == 2 and (gate := _pick_gate(live, ctx)) is not None:
+        signals = [n for n in live if n != gate]
     if gates and len(signals) == 1:
         signal = signals[0]
         if ctx.shapes.get(signal) != out_shape:

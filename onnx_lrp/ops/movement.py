@@ -10,6 +10,8 @@ Two variants need no trace: a Gather at a scalar or a vector of indices (constan
 last-token pooling of decoder classifiers) scatters back at those indices, along whatever axis; an Expand to a shape
 computed at run time (Llama's repeat_kv) sums the copies back.
 """
+from dataclasses import dataclass
+
 import numpy as np
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
@@ -81,11 +83,46 @@ def _check(step, ctx):
         return _check_gather_at_indices(step, ctx)
     if node.op_type == "Expand" and node.input[1] not in ctx.constants:
         return _check_runtime_expand(step, ctx)
+    if node.op_type == "Slice" and (pads := _slice_pads(node, ctx)) is not None:
+        step.extra = PadBack(pads)
+        return None
     result = source_map(step, ctx)
     if isinstance(result, str):
         return result
     step.extra = result
     return None
+
+
+@dataclass
+class PadBack:
+    pads: list
+
+    def describe(self):
+        return "pad back (slice)"
+
+
+def _slice_pads(node, ctx):
+    """A Slice with constant bounds, step 1, on axes of static size cuts one block: its backward pads the block's
+    relevance back with zeros, whatever the other axes hold (a state [layers, N, H] cut per layer, the batch at
+    axis 1). The Pad's pads, or None for other Slices (traced as any copy)."""
+    dims = ctx.shapes.get(node.input[0])
+    args = [ctx.constants.get(n) if n else None for n in node.input[1:5]] + [None] * (5 - len(node.input))
+    starts, ends, axes, steps = args[:4]
+    if dims is None or starts is None or ends is None or [n for n in node.input if n in ctx.live] != [node.input[0]]:
+        return None
+    rank = len(dims)
+    axes = list(range(len(starts))) if axes is None else [int(a) + rank if a < 0 else int(a) for a in axes]
+    if steps is not None and np.any(np.asarray(steps) != 1):
+        return None
+    pads = [0] * (2 * rank)
+    for axis, start, end in zip(axes, np.asarray(starts).tolist(), np.asarray(ends).tolist()):
+        size = dims[axis]
+        if size is None:
+            return None
+        start = min(max(start + size if start < 0 else start, 0), size)
+        end = min(max(end + size if end < 0 else end, start), size)
+        pads[axis], pads[rank + axis] = start, size - end
+    return pads
 
 
 def _check_gather_at_indices(step, ctx):
@@ -115,6 +152,9 @@ def scatter_back(b, step, rel_outs):
     """R_in[source[k]] += R_out[k] over every output element k that copies an input element."""
     if step.extra == "at indices":
         return _scatter_at_indices(b, step, rel_outs)
+    if isinstance(step.extra, PadBack):
+        pads = b.const(np.array(step.extra.pads, np.int64), step.name, "pads", np.int64)
+        return {step.node.input[0]: b.op("Pad", [rel_outs[0], pads], step.name, "relevance")}
     if step.extra == "broadcast":
         return {step.node.input[0]: b.unbroadcast(rel_outs[0], step.node.input[0], step.node.output[0], step.name)}
     (source, per_sample), x, scope = step.extra, step.node.input[0], step.name

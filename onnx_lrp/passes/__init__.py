@@ -1,12 +1,16 @@
 """Canonicalization passes, run in this order before planning: the structural clean-up on onnx-ir, then the
-passes that need tensor values (shapes probed and folded, constants folded, affine chains merged)."""
+passes that need tensor values (shapes probed and folded, constants folded, recurrent ops unrolled, affine chains
+merged, sums of dense maps joined)."""
 from .affine import FoldAffine
 from .constants import FoldConstants
+from .joint_linear import JoinLinearSums
 from .probe import ProbeShapes
+from .recurrent import UnrollRecurrent
 from .shapes import FoldShapes
 from .structure import CleanStructure, PruneUnused
 
-CANONICALIZE = (CleanStructure(), ProbeShapes(), FoldShapes(), FoldConstants(), FoldAffine(), PruneUnused())
+CANONICALIZE = (CleanStructure(), ProbeShapes(), FoldShapes(), FoldConstants(), UnrollRecurrent(), FoldAffine(),
+                JoinLinearSums(), PruneUnused())
 
 
 def canonicalize(model, notes):

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from ..load import tensor_shapes, tensor_types
+from ..load import batch_axes, tensor_shapes, tensor_types
 from .base import Pass
 
 _PROBE_BATCHES = (2, 3)
@@ -26,9 +26,11 @@ class ProbeShapes(Pass):
         outputs = [o for n in graph.node for o in n.output if o]
         unknown = [o for o in outputs if o not in shapes or any(d is None for d in shapes[o][1:])]
         inputs = [i for i in graph.input if i.name not in weights]
-        if not unknown or any(d is None for i in inputs for d in (shapes.get(i.name) or [None])[1:]):
+        axes = batch_axes(graph)
+        if not unknown or any(d is None for i in inputs for k, d in enumerate(shapes.get(i.name) or [None, None])
+                              if k != axes.get(i.name, 0)):
             return
-        runs = [self._run(model, outputs, inputs, batch) for batch in _PROBE_BATCHES]
+        runs = [self._run(model, outputs, inputs, batch, axes) for batch in _PROBE_BATCHES]
         if any(r is None for r in runs):
             return
         types = tensor_types(graph)
@@ -42,7 +44,7 @@ class ProbeShapes(Pass):
         del graph.value_info[:]
         graph.value_info.extend(keep + probed)
 
-    def _run(self, model, outputs, inputs, batch):
+    def _run(self, model, outputs, inputs, batch, axes):
         import onnxruntime as ort
         probe = onnx.ModelProto()
         probe.CopyFrom(model)
@@ -52,7 +54,8 @@ class ProbeShapes(Pass):
         feeds = {}
         for vi in inputs:
             t = vi.type.tensor_type
-            shape = [batch] + [d.dim_value for d in t.shape.dim][1:]
+            shape = [d.dim_value for d in t.shape.dim]
+            shape[axes.get(vi.name, 0)] = batch
             dtype = helper.tensor_dtype_to_np_dtype(t.elem_type)
             feeds[vi.name] = (rng.normal(size=shape).astype(dtype) if t.elem_type in _FLOATS
                               else np.ones(shape, dtype))
