@@ -27,11 +27,12 @@ from .rules.base import check_positive
 
 SEEDS = ("logit", "one-hot")
 TARGET = "target"
+OUTPUT_RELEVANCE = "output_relevance"
 
 
 def compile(model, composite=None, *, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=1.0, low=None,
             high=None, stabilizer=1e-6, seed="logit", output=None, rules=(), input_shapes=None, opset=None,
-            layer_relevance=(), layer_sums=False, notes=None, verify=True):
+            layer_relevance=(), layer_sums=False, output_relevance=False, notes=None, verify=True):
     """Compile `model` (a path or an onnx.ModelProto) into a relevance graph; returns an onnx.ModelProto.
 
     composite: a name from COMPOSITES; None picks attnlrp for a model with attention or LayerNorm/RMSNorm and
@@ -54,8 +55,8 @@ def compile(model, composite=None, *, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=
     try:
         return _compile(model, composite, epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low, high=high,
                         stabilizer=stabilizer, seed=seed, output=output, rules=rules, input_shapes=input_shapes,
-                        opset=opset, layer_relevance=layer_relevance, layer_sums=layer_sums, notes=notes,
-                        verify=verify)
+                        opset=opset, layer_relevance=layer_relevance, layer_sums=layer_sums,
+                        output_relevance=output_relevance, notes=notes, verify=verify)
     except OnnxLrpError:
         raise
     except (Exception, RecursionError) as exc:
@@ -65,7 +66,7 @@ def compile(model, composite=None, *, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=
 
 
 def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabilizer, seed, output, rules,
-             input_shapes, opset, layer_relevance, layer_sums, notes, verify):
+             input_shapes, opset, layer_relevance, layer_sums, output_relevance, notes, verify):
     path = None if isinstance(model, onnx.ModelProto) else os.fspath(model)
     notes = [] if notes is None else notes
     if seed not in SEEDS:
@@ -73,11 +74,11 @@ def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabil
     params = make_params(path, epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low, high=high,
                          stabilizer=stabilizer)
     prepared = prepare(model, composite, params, rules=rules, output=output, input_shapes=input_shapes, opset=opset,
-                       notes=notes)
+                       notes=notes, output_relevance=output_relevance)
     model, plan = prepared.model, prepared.plan
     taps = LayerTaps(plan, layer_relevance, layer_sums, path)
-    _emit(model, plan, seed, params["stabilizer"], taps)
-    _record(model, plan, prepared.composite, params, seed, taps)
+    _emit(model, plan, seed, params["stabilizer"], taps, output_relevance)
+    _record(model, plan, prepared.composite, params, seed, taps, output_relevance)
     restore_interface(model, prepared.half_interface)
     _finish_versions(model, prepared.source_ir)
     PruneUnused().run(model, notes)
@@ -105,7 +106,7 @@ class Prepared(NamedTuple):
 
 
 def prepare(model, composite, params, *, rules=(), output=None, input_shapes=None, opset=None, notes=None,
-            strict=True):
+            strict=True, output_relevance=False):
     """Read, check, canonicalize and plan: everything before the relevance pass is written. strict=False returns a
     plan whose `unsupported` lists the nodes that would stop compile (for `onnx-lrp inspect`)."""
     path = None if isinstance(model, onnx.ModelProto) else os.fspath(model)
@@ -129,7 +130,7 @@ def prepare(model, composite, params, *, rules=(), output=None, input_shapes=Non
         if composite != DEFAULT_COMPOSITE:
             notes.append(f"note: the model has attention or LayerNorm/RMSNorm: explained with the transformer "
                          f"composite '{composite}' (LXT's AttnLRP); --composite chooses another")
-    plan = make_plan(model, composite, params, rules, output, path, strict=strict)
+    plan = make_plan(model, composite, params, rules, output, path, strict=strict, output_relevance=output_relevance)
     notes.extend(plan.notes)
     return Prepared(model, plan, composite, half_interface, source_ir)
 
@@ -189,25 +190,18 @@ class LayerTaps:
                                                               [batch_dim, len(self.summed), 2]))
 
 
-def _emit(model, plan, seed, norm_stabilizer, taps):
+def _emit(model, plan, seed, norm_stabilizer, taps, output_relevance=False):
     graph = model.graph
     b = GraphBuilder(graph, tensor_shapes(graph), default_opset(model), norm_stabilizer)
     b.positive_part = positive_parts(plan, seed)
     scope = "seed"
     logits = plan.logits
-    top = b.op("ArgMax", [logits], scope, "top_class", axis=1, keepdims=0)
-    wants_top = b.op("Less", [TARGET, b.scalar(0, dtype=np.int64)], scope, "wants_top_class")
-    chosen = b.op("Where", [wants_top, top, TARGET], scope, "class")
-    # one_hot(chosen) as (chosen == 0..classes-1): OneHot's depth is read differently across runtimes
-    column = b.op("Unsqueeze", [chosen, b.const(np.array([1], np.int64), scope, "class_axis", np.int64)], scope,
-                  "class_column")
-    classes = b.const(np.arange(plan.classes, dtype=np.int64)[None, :], scope, "class_ids", np.int64)
-    one_hot = b.op("Cast", [b.op("Equal", [column, classes], scope, "is_target")], scope, "one_hot", to=1)
+    chosen = OUTPUT_RELEVANCE if output_relevance else _one_hot_target(b, plan, scope)
     gradient = plan.form == "gradient"
     if not gradient:
-        start = one_hot if seed == "one-hot" else b.op("Mul", [one_hot, logits], scope, "logit")
+        start = chosen if seed == "one-hot" else b.op("Mul", [chosen, logits], scope, "logit")
     else:  # a gradient of 1 at the logit gives relevance logit (LXT's seed); one-hot relevance: 1 / logit
-        start = one_hot if seed == "logit" else b.op("Mul", [one_hot, b.op(
+        start = chosen if seed == "logit" else b.op("Mul", [chosen, b.op(
             "Reciprocal", [logits], scope, "inverse_logit")], scope, "inverse_seed")
 
     arriving = defaultdict(list)
@@ -235,7 +229,15 @@ def _emit(model, plan, seed, norm_stabilizer, taps):
     batch_dim = _batch_dim(graph, plan)
     graph.node.extend(b.nodes)
 
-    graph.input.append(helper.make_tensor_value_info(TARGET, TensorProto.INT64, [batch_dim]))
+    if output_relevance:
+        dims = next((vi.type.tensor_type.shape.dim for vi in (*graph.value_info, *graph.output) if vi.name == logits),
+                    None)
+        shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in dims] if dims else None
+        if shape:
+            shape[0] = batch_dim
+        graph.input.append(helper.make_tensor_value_info(OUTPUT_RELEVANCE, TensorProto.FLOAT, shape))
+    else:
+        graph.input.append(helper.make_tensor_value_info(TARGET, TensorProto.INT64, [batch_dim]))
     inputs = {i.name: i for i in graph.input}
     for name in plan.explained_inputs:
         dims = inputs[name].type.tensor_type.shape.dim
@@ -245,6 +247,18 @@ def _emit(model, plan, seed, norm_stabilizer, taps):
     taps.finish(b, graph, batch_dim)  # extra outputs after the relevance of the inputs
     graph.node.extend(b.nodes[emitted:])
     graph.initializer.extend(b.initializers)
+
+
+def _one_hot_target(b, plan, scope):
+    """one_hot(target) [N, classes]; a negative target picks the top class."""
+    top = b.op("ArgMax", [plan.logits], scope, "top_class", axis=1, keepdims=0)
+    wants_top = b.op("Less", [TARGET, b.scalar(0, dtype=np.int64)], scope, "wants_top_class")
+    chosen = b.op("Where", [wants_top, top, TARGET], scope, "class")
+    # one_hot(chosen) as (chosen == 0..classes-1): OneHot's depth is read differently across runtimes
+    column = b.op("Unsqueeze", [chosen, b.const(np.array([1], np.int64), scope, "class_axis", np.int64)], scope,
+                  "class_column")
+    classes = b.const(np.arange(plan.classes, dtype=np.int64)[None, :], scope, "class_ids", np.int64)
+    return b.op("Cast", [b.op("Equal", [column, classes], scope, "is_target")], scope, "one_hot", to=1)
 
 
 def _batch_dim(graph, plan):
@@ -259,12 +273,13 @@ def _batch_dim(graph, plan):
     return batch.dim_param or (batch.dim_value if batch.HasField("dim_value") else "N")
 
 
-def _record(model, plan, composite, params, seed, taps):
+def _record(model, plan, composite, params, seed, taps, output_relevance=False):
     meta = {
         "onnx_lrp.version": __version__,
         "onnx_lrp.composite": composite,
         "onnx_lrp.params": json.dumps({k: np.asarray(v).tolist() for k, v in params.items() if v is not None}),
         "onnx_lrp.seed": seed,
+        "onnx_lrp.seed_input": OUTPUT_RELEVANCE if output_relevance else TARGET,
         "onnx_lrp.explained_output": plan.model_output,
         "onnx_lrp.logits": plan.logits,
         "onnx_lrp.plan": json.dumps(plan.describe()),

@@ -122,7 +122,12 @@ def reads(node):
     return names
 
 
-def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), output=None, path=None, strict=True):
+def _dims(dims):
+    return None if dims is None else "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+
+
+def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), output=None, path=None, strict=True,
+              output_relevance=False):
     graph = model.graph
     shapes, types = tensor_shapes(graph), tensor_types(graph)
     constants = constant_arrays(graph)
@@ -136,9 +141,15 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
         notes.append(f"note: the final {softmax.op_type} '{softmax.name}' is left out of the explanation; the logits "
                      f"'{logits}' before it are explained")
     dims = shapes.get(logits)
-    if dims is None or len(dims) != 2 or dims[1] is None:
-        raise OnnxLrpError(f"the explained output '{logits}' has shape {dims}; onnx-lrp explains a "
-                           "[batch, classes] score with a known number of classes.", path=path)
+    if output_relevance:
+        if not dims:
+            raise OnnxLrpError(f"the explained output '{logits}' has no known rank; output_relevance takes a "
+                               "tensor of its shape", path=path)
+    elif dims is None or len(dims) != 2 or dims[1] is None:
+        raise OnnxLrpError(f"the explained output '{logits}' has shape {_dims(dims)}; `target` picks a class of a "
+                           "[batch, classes] score. To explain one step, box, pixel region or any mix of its scores, "
+                           "compile with --output-relevance (Python: output_relevance=True): the compiled model then "
+                           "takes the relevance of that output as the input `output_relevance`.", path=path)
 
     init_names = {i.name for i in graph.initializer}
     model_inputs = [i.name for i in graph.input if i.name not in init_names]
@@ -224,7 +235,7 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
         raise UnsupportedNodesError(problems, path=path)
     failed = {id(node) for node, _ in problems}  # (strict=False: the steps that could be planned, all of them)
     kept = [s for s in steps if id(s.node) not in failed] if problems else _reached(steps, logits)
-    return Plan(kept, explained, model_output, logits, dims[1], notes, form,
+    return Plan(kept, explained, model_output, logits, None if output_relevance else dims[1], notes, form,
                 tuple(n for n in explained if n in looked_up), problems)
 
 

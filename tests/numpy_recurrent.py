@@ -50,9 +50,13 @@ def read_layers(model):
             if attr.name == "value" and node.op_type == "Constant":
                 weights[node.output[0]] = numpy_helper.to_array(attr.t)
     layers = [Layer(n, weights) for n in model.graph.node if n.op_type in ("LSTM", "GRU")]
-    gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
-    head = (weights[gemm.input[1]].astype(np.float64), weights[gemm.input[2]].astype(np.float64))
-    return layers, head
+    gemm = next((n for n in model.graph.node if n.op_type == "Gemm"), None)
+    if gemm is not None:  # torch's Linear on [N, features]: weight [out, in] (transB)
+        return layers, (weights[gemm.input[1]].astype(np.float64), weights[gemm.input[2]].astype(np.float64))
+    matmul = next(n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights)  # on [N, T, F]
+    add = next(n for n in model.graph.node if n.op_type == "Add" and matmul.output[0] in n.input)
+    bias = next(weights[n] for n in add.input if n in weights)
+    return layers, (weights[matmul.input[1]].astype(np.float64).T, bias.astype(np.float64))
 
 
 def lstm_direction(layer, d, x, h0, c0, reverse, eps, stab):
@@ -123,8 +127,10 @@ def gru_direction(layer, d, x, h0, c0, reverse, eps, stab):
     return out, backward
 
 
-def explain(model, x, target, *, batch_first=True, h0=None, c0=None, eps=1e-6, stab=1e-6, seed="logit"):
-    """LRP of a stack of LSTM/GRU layers and a Linear head on the last step's output. x: [N, T, I] (or [T, N, I]
+def explain(model, x, target, *, batch_first=True, h0=None, c0=None, eps=1e-6, stab=1e-6, seed="logit",
+            output_relevance=None):
+    """LRP of a stack of LSTM/GRU layers and a Linear head on the last step's output (or, with output_relevance
+    [N, T, classes], on every step's output). x: [N, T, I] (or [T, N, I]
     with batch_first=False); h0, c0: [layers * directions, N, H] or None (zeros). Returns (logits, R_x, R_h0, R_c0)
     in the model's own layouts."""
     layers, (w_fc, b_fc) = read_layers(model)
@@ -145,13 +151,19 @@ def explain(model, x, target, *, batch_first=True, h0=None, c0=None, eps=1e-6, s
             k += 1
         backwards.append((layer, per_dir))
         inputs = np.concatenate(outs, axis=2)
-    last = inputs[:, -1]
-    logits = last @ w_fc.T + b_fc
-    chosen = np.where(np.asarray(target) < 0, logits.argmax(1), target)
-    one_hot = np.eye(logits.shape[1])[chosen]
-    r_logits = one_hot * logits if seed == "logit" else one_hot
     r_seq = np.zeros_like(inputs)
-    r_seq[:, -1] = epsilon_rule(last, w_fc, logits, r_logits, eps)
+    if output_relevance is not None:  # a score per step [N, T, classes], relevance given per score
+        logits = inputs @ w_fc.T + b_fc
+        r_logits = output_relevance * logits if seed == "logit" else output_relevance
+        for t in range(inputs.shape[1]):
+            r_seq[:, t] = epsilon_rule(inputs[:, t], w_fc, logits[:, t], r_logits[:, t], eps)
+    else:
+        last = inputs[:, -1]
+        logits = last @ w_fc.T + b_fc
+        chosen = np.where(np.asarray(target) < 0, logits.argmax(1), target)
+        one_hot = np.eye(logits.shape[1])[chosen]
+        r_logits = one_hot * logits if seed == "logit" else one_hot
+        r_seq[:, -1] = epsilon_rule(last, w_fc, logits, r_logits, eps)
     r_h0, r_c0 = [], []
     for layer, per_dir in reversed(backwards):
         H, r_in = layer.hidden, 0

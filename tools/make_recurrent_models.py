@@ -8,7 +8,7 @@ models/recurrent/<cell>_<layers>l[_bi]_<bf|tf>.onnx: `x` [N, T, I] (batch-first,
 (time-first, fixed N), logits [N, classes] from a Linear on the last step's output. `<cell>_cells_bf.onnx`: the
 1-layer batch-first model's weights as hand-written cells with zero initial states built at run time.
 `*_state.onnx`: an LSTM that takes its initial states as inputs h0, c0 [layers, N, H] (batch at axis 1).
-Zero biases (`_nobias`) for the conservation test. The test reads the weights out of the ONNX ops themselves.
+Zero biases (`_nobias`) for the conservation test. `*_per_step_bf.onnx`: a score per step, logits [N, T, classes]. The test reads the weights out of the ONNX ops themselves.
 """
 import os
 import warnings
@@ -20,14 +20,17 @@ I, H, T, CLASSES, N_FIXED = 5, 7, 6, 3, 2
 
 
 class Recurrent(torch.nn.Module):
-    def __init__(self, cell, layers, bidirectional, batch_first, bias=True, states=False):
+    def __init__(self, cell, layers, bidirectional, batch_first, bias=True, states=False, per_step=False):
         super().__init__()
+        self.per_step = per_step
         self.rnn = cell(I, H, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first, bias=bias)
         self.fc = torch.nn.Linear(H * (2 if bidirectional else 1), CLASSES, bias=bias)
         self.batch_first, self.states = batch_first, states
 
     def forward(self, x, *state):
         y, _ = self.rnn(x, tuple(state) if len(state) > 1 else (state[0] if state else None))
+        if self.per_step:  # a score per step: [N, T, classes], as a recognizer's
+            return self.fc(y)
         return self.fc(y[:, -1] if self.batch_first else y[-1])
 
 
@@ -102,6 +105,9 @@ def main():
                 export(cells, os.path.join(ROOT, f"{name}_cells_bf.onnx"), True)
         torch.manual_seed(7)
         export(Recurrent(cell, 2, True, True, bias=False), os.path.join(ROOT, f"{name}_2l_bi_bf_nobias.onnx"), True)
+    for name, cell, bi in (("lstm", torch.nn.LSTM, True), ("gru", torch.nn.GRU, False)):
+        torch.manual_seed(13)
+        export(Recurrent(cell, 1, bi, True, per_step=True), os.path.join(ROOT, f"{name}_per_step_bf.onnx"), True)
     torch.manual_seed(11)
     export(Recurrent(torch.nn.LSTM, 2, False, True, states=True), os.path.join(ROOT, "lstm_2l_bf_state.onnx"), True,
            states=2, layers=2)
