@@ -15,8 +15,8 @@ from . import __version__
 from .composites import DEFAULT_COMPOSITE, DEFAULT_PARAMS, default_composite
 from .errors import OnnxLrpError
 from .graph import GraphBuilder
-from .load import (batch_axes, check_and_upgrade, check_opset, default_opset, fill_interface, override_input_shapes, read_model,
-                   tensor_shapes, without_weights)
+from .load import (batch_axes, check_and_upgrade, check_opset, default_opset, fill_interface, override_input_shapes,
+                   pin_input_values, read_model, tensor_shapes, without_weights)
 from .ops import REGISTRY
 from .passes import canonicalize
 from .passes.structure import PruneUnused
@@ -32,14 +32,15 @@ OUTPUT_RELEVANCE = "output_relevance"
 
 def compile(model, composite=None, *, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=1.0, low=None,
             high=None, stabilizer=1e-6, seed="logit", output=None, rules=(), input_shapes=None, opset=None,
-            layer_relevance=(), layer_sums=False, output_relevance=False, notes=None, verify=True):
+            layer_relevance=(), layer_sums=False, output_relevance=False, input_values=None, notes=None, verify=True):
     """Compile `model` (a path or an onnx.ModelProto) into a relevance graph; returns an onnx.ModelProto.
 
     composite: a name from COMPOSITES; None picks attnlrp for a model with attention or LayerNorm/RMSNorm and
     epsilon-plus-flat otherwise (the notes say which).
 
     rules: 'PATTERN=RULE[:key=value,...]' overrides; PATTERN is an op type (Conv, Gemm, MatMul) or a node-name
-    glob. input_shapes: {input name: [dim, ...]} fixes dynamic input dims (an int fixes one, a string keeps it
+    glob. input_values: {input name: value} pins setting inputs (a sample rate): each becomes a constant and leaves
+    the compiled model's inputs, and the Ifs it decides are inlined. input_shapes: {input name: [dim, ...]} fixes dynamic input dims (an int fixes one, a string keeps it
     symbolic), as onnxsim's --overwrite-input-shape. opset: the opset of the compiled model (16 up to the newest the
     installed onnxruntime loads; default: the model's own, at least 16); the model is converted first.
     layer_relevance: node names or globs; each matching node on the explained path adds an output
@@ -56,7 +57,7 @@ def compile(model, composite=None, *, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=
         return _compile(model, composite, epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low, high=high,
                         stabilizer=stabilizer, seed=seed, output=output, rules=rules, input_shapes=input_shapes,
                         opset=opset, layer_relevance=layer_relevance, layer_sums=layer_sums,
-                        output_relevance=output_relevance, notes=notes, verify=verify)
+                        output_relevance=output_relevance, input_values=input_values, notes=notes, verify=verify)
     except OnnxLrpError:
         raise
     except (Exception, RecursionError) as exc:
@@ -66,7 +67,7 @@ def compile(model, composite=None, *, epsilon=1e-6, gamma=0.25, alpha=2.0, beta=
 
 
 def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabilizer, seed, output, rules,
-             input_shapes, opset, layer_relevance, layer_sums, output_relevance, notes, verify):
+             input_shapes, opset, layer_relevance, layer_sums, output_relevance, input_values, notes, verify):
     path = None if isinstance(model, onnx.ModelProto) else os.fspath(model)
     notes = [] if notes is None else notes
     if seed not in SEEDS:
@@ -74,7 +75,7 @@ def _compile(model, composite, *, epsilon, gamma, alpha, beta, low, high, stabil
     params = make_params(path, epsilon=epsilon, gamma=gamma, alpha=alpha, beta=beta, low=low, high=high,
                          stabilizer=stabilizer)
     prepared = prepare(model, composite, params, rules=rules, output=output, input_shapes=input_shapes, opset=opset,
-                       notes=notes, output_relevance=output_relevance)
+                       notes=notes, output_relevance=output_relevance, input_values=input_values)
     model, plan = prepared.model, prepared.plan
     taps = LayerTaps(plan, layer_relevance, layer_sums, path)
     _emit(model, plan, seed, params["stabilizer"], taps, output_relevance)
@@ -106,7 +107,7 @@ class Prepared(NamedTuple):
 
 
 def prepare(model, composite, params, *, rules=(), output=None, input_shapes=None, opset=None, notes=None,
-            strict=True, output_relevance=False):
+            strict=True, output_relevance=False, input_values=None):
     """Read, check, canonicalize and plan: everything before the relevance pass is written. strict=False returns a
     plan whose `unsupported` lists the nodes that would stop compile (for `onnx-lrp inspect`)."""
     path = None if isinstance(model, onnx.ModelProto) else os.fspath(model)
@@ -117,6 +118,10 @@ def prepare(model, composite, params, *, rules=(), output=None, input_shapes=Non
         raise OnnxLrpError("the model holds no nodes.")
     source_ir = source.ir_version
     fill_interface(source)
+    pin_input_values(source, input_values, path)
+    if input_values:
+        pinned = ", ".join(f"{name}={value!r}" for name, value in input_values.items())
+        notes.append(f"note: input(s) pinned ({pinned}): the compiled model no longer takes them")
     override_input_shapes(source, input_shapes, path)
     half_interface = widen_to_float32(source)
     if half_interface:

@@ -116,6 +116,35 @@ def override_input_shapes(model, input_shapes, path=None):
                                f"[...]}}); a name instead of a number keeps that dim symbolic.", path=path)
 
 
+def pin_input_values(model, values, path=None):
+    """Make setting inputs constants ({name: value}, a number or a list): the input leaves the interface and
+    becomes an initializer of its declared type and shape, so the Ifs it decides fold (passes/control.py)."""
+    from onnx import helper, numpy_helper
+    inputs = {i.name: i for i in model.graph.input}
+    weights = {i.name for i in model.graph.initializer}
+    for name, value in (values or {}).items():
+        if name not in inputs or name in weights:
+            raise OnnxLrpError(f"--input-value names '{name}', which is not a model input; the inputs are: "
+                               f"{', '.join(n for n in inputs if n not in weights)}", path=path)
+        t = inputs[name].type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim] if t.HasField("shape") else None
+        try:
+            array = np.asarray(value, dtype=helper.tensor_dtype_to_np_dtype(t.elem_type))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise OnnxLrpError(f"--input-value {name}={value!r} does not fit the input's type "
+                               f"{onnx.TensorProto.DataType.Name(t.elem_type)} ({exc})", path=path) from None
+        if dims is not None and None not in dims and array.size == int(np.prod(dims, dtype=np.int64)):
+            array = array.reshape(dims)
+        elif dims is not None and (None in dims or array.shape != tuple(dims)):
+            raise OnnxLrpError(f"--input-value {name}: {array.size} value(s) for an input of dims "
+                               f"[{_dims_text(t.shape.dim)}]; give one value per element of a fixed shape",
+                               path=path)
+        model.graph.initializer.append(numpy_helper.from_array(array, name))
+        kept = [i for i in model.graph.input if i.name != name]
+        del model.graph.input[:]
+        model.graph.input.extend(kept)
+
+
 def batch_symbols(graph):
     """The names of the batch dim: the symbolic dim 0 of the inputs and outputs (a state input [layers, N, H] or a
     time-first [T, N, F] carries the same name at another axis)."""

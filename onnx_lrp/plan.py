@@ -197,7 +197,10 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
             problems.append((node, f"op domain '{node.domain}' is not supported (only standard ai.onnx ops)"))
             continue
         if node.op_type in CONTROL_FLOW:
-            problems.append((node, "control flow (If/Loop/Scan) is not supported; export a graph without it"))
+            problems.append((node, "control flow (If/Loop/Scan) is not supported; export a graph without it"
+                                   + (", or pin the input its condition comes from (a setting such as a sample rate) "
+                                      "with --input-value NAME=VALUE, which inlines the branch it takes"
+                                      if node.op_type == "If" else "")))
             continue
         if node.op_type == "MatMul" and len([n for n in node.input if n in live]) == 2:
             step.kind = "MatMulOfActivations"  # attention's Q.K^T and A.V (ops/attention.py)
