@@ -234,12 +234,33 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
         why = check(step, ctx) if check else None
         if why:
             problems.append((step.node, why))
+    problems = _receiving_relevance(problems, steps, graph, live, logits)
     if problems and strict:
         raise UnsupportedNodesError(problems, path=path)
     failed = {id(node) for node, _ in problems}  # (strict=False: the steps that could be planned, all of them)
     kept = [s for s in steps if id(s.node) not in failed] if problems else _reached(steps, logits)
     return Plan(kept, explained, model_output, logits, None if output_relevance else dims[1], notes, form,
                 tuple(n for n in explained if n in looked_up), problems)
+
+
+def _receiving_relevance(problems, steps, graph, live, logits):
+    """The problems of nodes that relevance can reach: a node that gets none (inside a gate's branch, which takes no
+    relevance, or feeding only such nodes) is left as it is and blocks nothing. A node that cannot be planned is
+    taken to pass relevance to every explained tensor it reads."""
+    if not problems:
+        return problems
+    failed = {id(node) for node, _ in problems}
+    planned = {id(s.node): s for s in steps}
+    receiving, reached = {logits}, set()
+    for node in reversed(graph.node):
+        if id(node) not in failed and id(node) not in planned:
+            continue
+        if not any(o in receiving for o in node.output if o):
+            continue
+        reached.add(id(node))
+        receiving.update(n for n in reads(node) if n in live) if id(node) in failed else \
+            receiving.update(planned[id(node)].live_inputs)
+    return [(node, why) for node, why in problems if id(node) in reached]
 
 
 def _reached(steps, logits):

@@ -103,13 +103,31 @@ def test_unsupported_ops_listed_at_once(tmp_path, rng):
     assert "'first_bad' (op ai.onnx::Hardmax)" in message and "'second_bad' (op ai.onnx::LpNormalization)" in message
 
 
+def test_unsupported_op_in_a_gate_branch_blocks_nothing(rng):
+    """A gate takes no relevance, so an op without a rule inside the gate's branch receives none and is left as it
+    is (issue 17); the same op on the signal path is still refused."""
+    w = {"w": rng.normal(size=(4, 4)).astype(np.float32), "w2": rng.normal(size=(4, 3)).astype(np.float32)}
+    def model(gated):
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="dense"),
+                 helper.make_node("Hardmax", ["h"], ["hard"], name="no_rule"),
+                 helper.make_node("Sigmoid", ["hard" if gated else "h"], ["gate"], name="gate"),
+                 helper.make_node("Mul", ["h" if gated else "hard", "gate"], ["gated"], name="product"),
+                 helper.make_node("MatMul", ["gated", "w2"], ["logits"], name="head")]
+        return make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])], w)
+    compiled = onnx_lrp.compile(model(gated=True), "epsilon")
+    assert any(o.name == "relevance_x" for o in compiled.graph.output)
+    with pytest.raises(onnx_lrp.OnnxLrpError, match="no_rule"):
+        onnx_lrp.compile(model(gated=False), "epsilon")
+
+
 @pytest.mark.parametrize("op", ["If", "Loop", "Scan"])
 def test_control_flow(tmp_path, rng, op):
     body_out = helper.make_tensor_value_info("b_out", TensorProto.FLOAT, ["N", 4])
     if op == "If":
         branch = helper.make_graph([helper.make_node("Identity", ["h"], ["b_out"])], "branch", [], [body_out])
         node = helper.make_node("If", ["cond"], ["logits"], name="control", then_branch=branch, else_branch=branch)
-        extra = {"cond": np.array(True)}
+        extra = {}  # the condition is an input (an If on a constant is inlined: tests/test_input_values.py)
     elif op == "Loop":
         body = helper.make_graph(
             [helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Relu", ["s_in"], ["s_out"])],
@@ -128,8 +146,10 @@ def test_control_flow(tmp_path, rng, op):
         extra = {}
     weights = {"w": rng.normal(size=(4, 4)).astype(np.float32), **extra}
     nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="dense"), node]
-    model = make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-                       [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])], weights)
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])]
+    if op == "If":
+        inputs.append(helper.make_tensor_value_info("cond", TensorProto.BOOL, []))
+    model = make_model(nodes, inputs, [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])], weights)
     path = save(tmp_path, model)
     with pytest.raises(onnx_lrp.OnnxLrpError) as info:
         onnx_lrp.compile(str(path))
