@@ -1,6 +1,8 @@
 """Composites: which rule each linear layer gets, as Zennit's composites of the same name decide it.
 
-A linear layer is a 'conv' (Zennit's Convolution types) or a 'dense' one (torch.nn.Linear: Gemm, MatMul[+Add]).
+A linear layer is a 'conv' (Zennit's Convolution types) or a 'dense' one (torch.nn.Linear: Gemm, MatMul[+Add]), or a
+'recurrent' one (a dense map every time step of a recurrent cell applies: the dense rule, as Arras et al.'s LRP for
+LSTMs; when the first layer in graph order is one, no layer gets the special first rule).
 The special first layer is the first matching layer in graph order (Zennit uses module registration order, which
 is the same for sequentially defined models).
 """
@@ -18,7 +20,7 @@ class Composite:
     form = "relevance"  # relevance is propagated rule by rule
 
     def assign(self, kinds, params):
-        """kinds: 'conv'/'dense' per linear layer in graph order -> list of Rules."""
+        """kinds: 'conv'/'dense'/'recurrent' per linear layer in graph order -> list of Rules."""
         def build(name):
             if name == "epsilon":
                 return make_rule("epsilon", epsilon=params["epsilon"])
@@ -34,7 +36,10 @@ class Composite:
 
         rules, first_done = [], self.first is None
         for kind in kinds:
-            if not first_done and kind in self.first_kinds:
+            if kind == "recurrent":  # a map shared by the time steps: the dense rule, and no layer is "first" then
+                rules.append(build(self.dense))
+                first_done = True
+            elif not first_done and kind in self.first_kinds:
                 rules.append(build(self.first))
                 first_done = True
             else:

@@ -313,8 +313,18 @@ def _bias_add(matmul, ctx, graph):
     return add
 
 
+def _linear_kinds(linear_steps):
+    """'conv' or 'dense' per layer; 'recurrent' for a dense layer whose weight other layers read too (one map
+    applied at every time step of an unrolled or hand-written recurrent cell): it takes the dense rule and is
+    never the composite's special first layer."""
+    weight = [s.node.input[1] if len(s.node.input) > 1 else None for s in linear_steps]
+    readers = {w: weight.count(w) for w in weight}
+    return ["recurrent" if LINEAR_KIND[s.node.op_type] == "dense" and w is not None and readers[w] > 1
+            else LINEAR_KIND[s.node.op_type] for s, w in zip(linear_steps, weight)]
+
+
 def _assign_rules(linear_steps, composite, params, rules, path):
-    kinds = [LINEAR_KIND[s.node.op_type] for s in linear_steps]
+    kinds = _linear_kinds(linear_steps)
     if rules and COMPOSITES[composite].form == "gradient":  # (a mixed composite takes --rule for its layers)
         raise OnnxLrpError(f"--rule is not supported with the transformer composite '{composite}' (its rules are "
                            "fixed, as LXT's)", path=path)

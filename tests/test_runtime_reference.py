@@ -21,6 +21,9 @@ from runtimes import NAMES, compiled, compiled_feeds, explained_input, onnxrunti
 
 TOLERANCE = 1e-5
 SMALL = [n for n in NAMES if not stored_as_skeleton(n)]
+# a GRU over 51 frames: the forward agrees to 7e-7 of the logits, and 51 steps of stabilized ratios (the sums' Norm
+# rule, Epsilon on each step's maps) carry float32's rounding into the relevance 50-fold (3.4e-5 measured)
+TOLERANCES = {"demo/speech_gru.onnx": 1e-4}
 XFAIL = {}
 XFAIL["sklearn_mlp.onnx"] = "onnx.reference has no ZipMap (ai.onnx.ml), the original model's last op"
 
@@ -38,4 +41,4 @@ def test_reference_evaluator_gives_onnxruntimes_relevance(name):
     relevance = f"relevance_{explained_input(name)}"
     evaluator = ReferenceEvaluator(compiled(name))
     ours = dict(zip(evaluator.output_names, evaluator.run(None, compiled_feeds(name))))
-    assert relevance_error(ours[relevance], onnxruntime_outputs(name)[relevance]) <= TOLERANCE
+    assert relevance_error(ours[relevance], onnxruntime_outputs(name)[relevance]) <= TOLERANCES.get(name, TOLERANCE)

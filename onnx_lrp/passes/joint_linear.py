@@ -24,7 +24,7 @@ class JoinLinearSums(Pass):
         consts, users, outputs = constant_arrays(graph), consumers(graph), graph_output_names(graph)
         producer = {o: n for n in graph.node for o in n.output if o}
         shapes = tensor_shapes(graph)
-        replaced, doomed, joined = {}, [], 0
+        replaced, doomed, joined, weights = {}, [], 0, {}
         for node in graph.node:
             if node.op_type != "Add" or node.domain not in ("", "ai.onnx") or len(node.input) != 2:
                 continue
@@ -35,6 +35,9 @@ class JoinLinearSums(Pass):
                 continue
             prefix = node.name or node.output[0]
             names = [f"{prefix}/joined/{k}" for k in ("input", "weight", "bias", "shape")]
+            key = tuple(n for m in maps for part in m.nodes for n in part.input if n in consts)
+            shared = key in weights  # every time step joins the same maps: one weight, read by every step
+            names[1:3] = weights.setdefault(key, names[1:3])
             width = np.array([0, -1], np.int64)
             rows = [f"{prefix}/joined/rows_{k}" for k in range(2)]
             new = [helper.make_node("Reshape", [m.x, names[3]], [rows[k]], name=f"{prefix}/joined/rows_{k}_node")
@@ -42,11 +45,12 @@ class JoinLinearSums(Pass):
             new.append(helper.make_node("Concat", rows, [names[0]], axis=1, name=f"{prefix}/joined/input_node"))
             new.append(helper.make_node("Gemm", [names[0], names[1], names[2]], [node.output[0]],
                                         name=f"{prefix}/joined"))
-            weight = np.concatenate([m.weight for m in maps], axis=0).astype(np.float32)
-            bias = (maps[0].bias + maps[1].bias).astype(np.float32)
-            graph.initializer.extend([numpy_helper.from_array(weight, names[1]),
-                                      numpy_helper.from_array(bias, names[2]),
-                                      numpy_helper.from_array(width, names[3])])
+            graph.initializer.append(numpy_helper.from_array(width, names[3]))
+            if not shared:
+                weight = np.concatenate([m.weight for m in maps], axis=0).astype(np.float32)
+                bias = (maps[0].bias + maps[1].bias).astype(np.float32)
+                graph.initializer.extend([numpy_helper.from_array(weight, names[1]),
+                                          numpy_helper.from_array(bias, names[2])])
             replaced[id(node)] = new
             doomed += [n for m in maps for n in m.nodes]
             joined += 1
