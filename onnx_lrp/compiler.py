@@ -201,7 +201,7 @@ def _emit(model, plan, seed, norm_stabilizer, taps, output_relevance=False):
     b.positive_part = positive_parts(plan, seed)
     scope = "seed"
     logits = plan.logits
-    chosen = OUTPUT_RELEVANCE if output_relevance else _one_hot_target(b, plan, scope)
+    chosen = _output_relevance(b, plan, scope) if output_relevance else _one_hot_target(b, plan, scope)
     gradient = plan.form == "gradient"
     if not gradient:
         start = chosen if seed == "one-hot" else b.op("Mul", [chosen, logits], scope, "logit")
@@ -234,9 +234,8 @@ def _emit(model, plan, seed, norm_stabilizer, taps, output_relevance=False):
     batch_dim = _batch_dim(graph, plan)
     graph.node.extend(b.nodes)
 
-    if output_relevance:
-        dims = next((vi.type.tensor_type.shape.dim for vi in (*graph.value_info, *graph.output) if vi.name == logits),
-                    None)
+    if output_relevance:  # the shape of the model output asked for (the logits may be a reshape of it)
+        dims = next((vi.type.tensor_type.shape.dim for vi in graph.output if vi.name == plan.model_output), None)
         shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in dims] if dims else None
         if shape:
             shape[0] = batch_dim
@@ -252,6 +251,15 @@ def _emit(model, plan, seed, norm_stabilizer, taps, output_relevance=False):
     taps.finish(b, graph, batch_dim)  # extra outputs after the relevance of the inputs
     graph.node.extend(b.nodes[emitted:])
     graph.initializer.extend(b.initializers)
+
+
+def _output_relevance(b, plan, scope):
+    """The output_relevance input, on the logits: where a final Softmax was cut behind reshapes that keep each score
+    apart (a recognizer's [N*T, C] logits reshaped to [N, T, C]), the same elements in the logits' shape."""
+    if plan.logits == plan.model_output:
+        return OUTPUT_RELEVANCE
+    return b.op("Reshape", [OUTPUT_RELEVANCE, b.op("Shape", [plan.logits], scope, "logits_shape")], scope,
+                "output_relevance_on_logits")
 
 
 def _one_hot_target(b, plan, scope):
@@ -336,6 +344,7 @@ def _verify(model, path):
     try:
         options = ort.SessionOptions()  # loading is the check; graph optimizations would only cost time
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.log_severity_level = 3  # (its warnings about unused initializers are no news to the user)
         ort.InferenceSession(light.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise OnnxLrpError(f"internal error: onnxruntime cannot load the compiled graph ({exc}). "

@@ -251,11 +251,12 @@ def _receiving_relevance(problems, steps, graph, live, logits):
         return problems
     failed = {id(node) for node, _ in problems}
     planned = {id(s.node): s for s in steps}
+    position = {o: k for k, n in enumerate(graph.node) for o in n.output if o}
+    nodes = {id(n): n for n in [s.node for s in steps] + [n for n, _ in problems]}  # (the objects the ids are of)
     receiving, reached = {logits}, set()
-    for node in reversed(graph.node):
-        if id(node) not in failed and id(node) not in planned:
-            continue
-        if not any(o in receiving for o in node.output if o):
+    for node in sorted(nodes.values(), key=lambda n: position.get(n.output[0], -1), reverse=True):
+        writes = node.output if id(node) in failed else planned[id(node)].outputs  # (a fused bias Add's output)
+        if not any(o in receiving for o in writes if o):
             continue
         reached.add(id(node))
         receiving.update(n for n in reads(node) if n in live) if id(node) in failed else \

@@ -44,9 +44,13 @@ def _item(text, spec):
     return ("max" if is_max else "pick", picked)
 
 
-def select(scores, spec, mask=None):
-    """output_relevance for `scores` (the explained output of a batch, [N, ...]): 1 at the selected scores, 0
-    elsewhere, times `mask` (broadcast to the scores without their batch) where given."""
+def select(scores, spec, mask=None, batch_axis=0):
+    """output_relevance for `scores` (the explained output of a batch, [N, ...]; batch_axis: where the batch is, as
+    a time-first recognizer's [T, N, C]): 1 at the selected scores, 0 elsewhere, times `mask` (broadcast to the
+    scores without their batch) where given. The spec's items are for the other axes, in order."""
+    if batch_axis:
+        moved = select(np.moveaxis(np.asarray(scores), batch_axis, 0), spec, mask)
+        return np.ascontiguousarray(np.moveaxis(moved, 0, batch_axis))
     scores = np.asarray(scores)
     items = parse(spec, scores.ndim)
     allowed = np.zeros(scores.shape[1:], bool)

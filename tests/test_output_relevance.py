@@ -82,6 +82,8 @@ def test_selection_specs():
     masked = selection.select(s, "-1,*", mask=np.arange(6))
     np.testing.assert_array_equal(masked[1, 3], np.arange(6))
     np.testing.assert_array_equal(selection.one_hot(s[:, 0], [-1, 2]), np.eye(6)[[5, 2]])
+    time_first = selection.select(s.transpose(1, 0, 2), "2,max", batch_axis=1)
+    np.testing.assert_array_equal(time_first, picked.transpose(1, 0, 2))
     for bad in ("1", "1,2,3", "x,1", "9,1"):
         with pytest.raises(onnx_lrp.OnnxLrpError, match="selection"):
             selection.select(s, bad)

@@ -84,7 +84,7 @@ def _check(step, ctx):
     if node.op_type == "Expand" and node.input[1] not in ctx.constants:
         return _check_runtime_expand(step, ctx)
     if node.op_type == "Slice" and (pads := _slice_pads(node, ctx)) is not None:
-        step.extra = PadBack(pads)
+        step.extra = PadBack(*pads)
         return None
     result = source_map(step, ctx)
     if isinstance(result, str):
@@ -96,15 +96,17 @@ def _check(step, ctx):
 @dataclass
 class PadBack:
     pads: list
+    reversed_axes: list = None
 
     def describe(self):
         return "pad back (slice)"
 
 
 def _slice_pads(node, ctx):
-    """A Slice with constant bounds, step 1, on axes of static size cuts one block: its backward pads the block's
-    relevance back with zeros, whatever the other axes hold (a state [layers, N, H] cut per layer, the batch at
-    axis 1). The Pad's pads, or None for other Slices (traced as any copy)."""
+    """A Slice with constant bounds, steps 1 or -1, on axes of static size cuts one block (reversed along the -1
+    axes: a backward LSTM's x[::-1]): its backward reverses the block's relevance back and pads it with zeros,
+    whatever the other axes hold (a state [layers, N, H] cut per layer, the batch at axis 1). (pads, reversed
+    axes), or None for other Slices (traced as any copy)."""
     dims = ctx.shapes.get(node.input[0])
     args = [ctx.constants.get(n) if n else None for n in node.input[1:5]] + [None] * (5 - len(node.input))
     starts, ends, axes, steps = args[:4]
@@ -112,17 +114,25 @@ def _slice_pads(node, ctx):
         return None
     rank = len(dims)
     axes = list(range(len(starts))) if axes is None else [int(a) + rank if a < 0 else int(a) for a in axes]
-    if steps is not None and np.any(np.asarray(steps) != 1):
+    steps = [1] * len(axes) if steps is None else np.asarray(steps).tolist()
+    if any(st not in (1, -1) for st in steps):
         return None
-    pads = [0] * (2 * rank)
-    for axis, start, end in zip(axes, np.asarray(starts).tolist(), np.asarray(ends).tolist()):
+    pads, reversed_axes = [0] * (2 * rank), []
+    for axis, start, end, st in zip(axes, np.asarray(starts).tolist(), np.asarray(ends).tolist(), steps):
         size = dims[axis]
         if size is None:
             return None
-        start = min(max(start + size if start < 0 else start, 0), size)
-        end = min(max(end + size if end < 0 else end, start), size)
-        pads[axis], pads[rank + axis] = start, size - end
-    return pads
+        start, end = start + size if start < 0 else start, end + size if end < 0 else end
+        if st == 1:
+            start = min(max(start, 0), size)
+            end = min(max(end, start), size)
+            pads[axis], pads[rank + axis] = start, size - end
+        else:  # x[a:b:-1] takes a, a-1, ..., b+1: its relevance reversed lands there
+            start = min(max(start, -1), size - 1)
+            end = min(max(end, -1), start)
+            pads[axis], pads[rank + axis] = end + 1, size - 1 - start
+            reversed_axes.append(axis)
+    return pads, reversed_axes
 
 
 def _check_gather_at_indices(step, ctx):
@@ -153,8 +163,16 @@ def scatter_back(b, step, rel_outs):
     if step.extra == "at indices":
         return _scatter_at_indices(b, step, rel_outs)
     if isinstance(step.extra, PadBack):
-        pads = b.const(np.array(step.extra.pads, np.int64), step.name, "pads", np.int64)
-        return {step.node.input[0]: b.op("Pad", [rel_outs[0], pads], step.name, "relevance")}
+        relevance, scope = rel_outs[0], step.name
+        if step.extra.reversed_axes:  # a reversed slice: reversed back
+            n = len(step.extra.reversed_axes)
+            relevance = b.op("Slice", [relevance, b.const(np.full(n, -1, np.int64), scope, "starts", np.int64),
+                                       b.const(np.full(n, -2 ** 62, np.int64), scope, "ends", np.int64),
+                                       b.const(np.array(step.extra.reversed_axes, np.int64), scope, "axes", np.int64),
+                                       b.const(np.full(n, -1, np.int64), scope, "steps", np.int64)], scope,
+                             "reversed")
+        pads = b.const(np.array(step.extra.pads, np.int64), scope, "pads", np.int64)
+        return {step.node.input[0]: b.op("Pad", [relevance, pads], scope, "relevance")}
     if step.extra == "broadcast":
         return {step.node.input[0]: b.unbroadcast(rel_outs[0], step.node.input[0], step.node.output[0], step.name)}
     (source, per_sample), x, scope = step.extra, step.node.input[0], step.name
