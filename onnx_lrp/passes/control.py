@@ -17,16 +17,37 @@ from .constants import FoldConstants
 MAX_ROUNDS = 16
 
 
+class ShapesAndBranches(Pass):
+    """Shapes probed and folded, constants folded, constant Ifs inlined, again while Ifs were inlined: a branch
+    taken brings tensors with no shapes, and Ifs whose conditions come from shapes (Silero VAD's `Shape(state)`)."""
+    name = "shapes-and-branches"
+
+    def __init__(self, *passes):
+        self.passes = passes
+
+    def run(self, model, notes):
+        for _ in range(MAX_ROUNDS):
+            for p in self.passes:
+                p.run(model, notes)
+            if not InlineConstantIf().run(model, notes):
+                return
+
+
 class InlineConstantIf(Pass):
     name = "inline-constant-if"
 
     def run(self, model, notes):
+        """Returns how many Ifs were inlined."""
+        total = 0
         for _ in range(MAX_ROUNDS):
             if not any(n.op_type == "If" for n in model.graph.node):
-                return
+                return total
             FoldConstants().run(model, notes)
-            if not self._inline_once(model, notes):
-                return
+            inlined = self._inline_once(model, notes)
+            if not inlined:
+                return total
+            total += inlined
+        return total
 
     def _inline_once(self, model, notes):
         graph = model.graph

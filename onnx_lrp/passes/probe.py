@@ -38,8 +38,9 @@ class ProbeShapes(Pass):
         for name, a, b in zip(outputs, *runs):
             dims = [_dim(x, y, f"{name}_{k}") for k, (x, y) in enumerate(zip(a.shape, b.shape))] \
                 if a.ndim == b.ndim else None
-            if dims is not None and name in types and types[name]:
-                probed.append(helper.make_tensor_value_info(name, types[name], dims))
+            elem = types.get(name) or (helper.np_dtype_to_tensor_dtype(a.dtype) if a.dtype.kind in "fiub" else None)
+            if dims is not None and elem:  # (an inlined branch's tensors have no type yet: the run's dtype)
+                probed.append(helper.make_tensor_value_info(name, elem, dims))
         keep = [vi for vi in graph.value_info if vi.name not in {p.name for p in probed}]
         del graph.value_info[:]
         graph.value_info.extend(keep + probed)
@@ -55,7 +56,8 @@ class ProbeShapes(Pass):
         for vi in inputs:
             t = vi.type.tensor_type
             shape = [d.dim_value for d in t.shape.dim]
-            shape[axes.get(vi.name, 0)] = batch
+            if shape and not shape[axes.get(vi.name, 0)]:  # (a fixed batch is fed as it is: all dims then static)
+                shape[axes.get(vi.name, 0)] = batch
             dtype = helper.tensor_dtype_to_np_dtype(t.elem_type)
             feeds[vi.name] = (rng.normal(size=shape).astype(dtype) if t.elem_type in _FLOATS
                               else np.ones(shape, dtype))

@@ -1,6 +1,6 @@
 """Fold the Shape subgraphs exporters write for Reshape targets and chunk sizes (`x.view(n, g, c // g, h, w)`,
 `x.chunk(2, 1)`): a Shape of static dims becomes a constant, and so does a Gather of static dims out of a Shape
-whose batch dim is symbolic. FoldConstants then folds what follows (Unsqueeze, Concat, Div, ...). Each round can
+whose batch dim is symbolic, and a Size of a Shape (the rank: Silero VAD branches on it). FoldConstants then folds what follows (Unsqueeze, Concat, Div, ...). Each round can
 make more shapes static (a folded Reshape target fixes its output's shape), so rounds repeat, with fresh shape
 inference, until nothing more folds."""
 import numpy as np
@@ -38,6 +38,10 @@ class FoldShapes(Pass):
                 doomed.append(node)
                 continue
             for user in users.get(node.output[0], []):
+                if user.op_type == "Size" and user.output[0] not in outputs:  # the rank, known though a dim is not
+                    graph.initializer.append(numpy_helper.from_array(np.array(len(dims), np.int64), user.output[0]))
+                    doomed.append(user)
+                    continue
                 picked = _picked_dims(user, dims, constants)
                 if picked is None or user.output[0] in outputs:
                     continue
