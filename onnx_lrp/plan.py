@@ -16,7 +16,7 @@ from .load import tensor_shapes, tensor_types
 from .ops import REGISTRY
 from .ops.embedding import embedding_source
 from .ops.movement import MOVEMENT_OPS
-from .ops.linear import read_conv, read_gemm, read_matmul
+from .ops.linear import read_conv, read_conv_transpose, read_gemm, read_matmul
 from .passes.base import consumers, constant_arrays
 from .passes.recurrent import UNROLL_REFUSALS
 from .rules import Rule, parse_rule_spec
@@ -25,7 +25,7 @@ FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, Tenso
 CONTROL_FLOW = {"If", "Loop", "Scan"}
 FINAL_SOFTMAX = {"Softmax", "LogSoftmax"}
 _CLASS_KEEPING = {"Identity", "Dropout", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast"}
-LINEAR_KIND = {"Conv": "conv", "Gemm": "dense", "MatMul": "dense"}
+LINEAR_KIND = {"Conv": "conv", "ConvTranspose": "conv", "Gemm": "dense", "MatMul": "dense"}
 
 
 @dataclass
@@ -206,7 +206,7 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
             step.kind = "MatMulOfActivations"  # attention's Q.K^T and A.V (ops/attention.py)
         elif node.op_type in LINEAR_KIND:
             add = bias_adds.get(id(node))
-            reader = {"Conv": read_conv, "Gemm": read_gemm}.get(node.op_type)
+            reader = {"Conv": read_conv, "ConvTranspose": read_conv_transpose, "Gemm": read_gemm}.get(node.op_type)
             layer, why = reader(node, ctx) if reader else read_matmul(node, ctx, add)
             if layer is None:
                 problems.append((node, why))

@@ -16,7 +16,7 @@ from .registry import attrs_of, register, register_gradient
 
 @dataclass
 class LinearLayer:
-    kind: str  # 'conv' or 'dense'
+    kind: str  # 'conv', 'conv_transpose' or 'dense'
     x: str
     z: str
     weight_source: object  # the weight, or a function that reads it (see `weight`)
@@ -52,6 +52,24 @@ def read_conv(node, ctx):
     name = node.input[1]
     return LinearLayer("conv", node.input[0], node.output[0], lambda: consts[name], bias, weight_name=name,
                        nodes=[node], weight_shape=consts.shape(name)), None
+
+
+def read_conv_transpose(node, ctx):
+    """ConvTranspose with constant weight [C_in, C_out / group, k...] and bias, explicit pads (auto_pad NOTSET or
+    VALID) and no output_shape: a linear layer whose adjoint is the Conv with the same weight."""
+    consts, a = ctx.constants, attrs_of(node)
+    if len(node.input) < 2 or node.input[1] not in consts:
+        return None, "the ConvTranspose weight is not a constant"
+    if len(node.input) > 2 and node.input[2] and node.input[2] not in consts:
+        return None, "the ConvTranspose bias is not a constant"
+    auto_pad = a.get("auto_pad", b"NOTSET")
+    if "output_shape" in a or (auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad) not in ("NOTSET",
+                                                                                                        "VALID"):
+        return None, "ConvTranspose with output_shape or auto_pad SAME is not supported; export with explicit pads"
+    name = node.input[1]
+    bias = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else None
+    return LinearLayer("conv_transpose", node.input[0], node.output[0], lambda: consts[name], bias,
+                       weight_name=name, nodes=[node], weight_shape=consts.shape(name)), None
 
 
 def read_gemm(node, ctx):
@@ -194,6 +212,38 @@ class ConvOps:
         return self._flipped[param.name]
 
 
+class ConvTransposeOps(ConvOps):
+    """ConvTranspose z = W^T x (weight [C_in, C_out/g, k...]): its modified forwards are ConvTransposes with the
+    modified weight, its adjoint W g is the Conv with that same weight, strides, dilations, pads and groups."""
+
+    def __init__(self, b, layer, scope):
+        a = attrs_of(layer.nodes[0])
+        nd = len(layer.weight_shape) - 2
+        self.b, self.layer, self.scope = b, layer, scope
+        auto_pad = a.get("auto_pad", b"NOTSET")
+        valid = (auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad) == "VALID"
+        self.attrs = dict(strides=list(a.get("strides", [1] * nd)), dilations=list(a.get("dilations", [1] * nd)),
+                          pads=[0] * (2 * nd) if valid else list(a.get("pads", [0] * (2 * nd))),
+                          group=a.get("group", 1))
+        self.output_padding = a.get("output_padding")
+        self._weights = {}
+
+    def forward(self, x, param, bias, shift=0.0):
+        inputs = [x, self.weight(param)]
+        bias = _modified_bias(self.layer, param, bias, shift, self.layer.weight_shape[1] * self.attrs["group"])
+        if bias is not None:
+            inputs.append(self.b.const(bias, self.scope, f"bias_{param.name}"))
+        return self.b.op("ConvTranspose", inputs, self.scope, f"conv_transpose_{param.name}",
+                         output_padding=self.output_padding, **self.attrs)
+
+    def adjoint(self, g, param):
+        w = self.weight(param)
+        in_channels, out_per_group = self.layer.weight_shape[:2]
+        if in_channels == out_per_group * self.attrs["group"]:  # the same shape in both layouts (distinct_weight)
+            w, g = distinct_weight(self.b, w, g, self.scope, param.name)
+        return self.b.op("Conv", [g, w], self.scope, f"conv_transpose_T_{param.name}", **self.attrs)
+
+
 class DenseOps:
     """x @ W (+ b). Rank-2 inputs use Gemm, whose transB reads either weight layout; higher ranks use MatMul."""
 
@@ -243,6 +293,9 @@ class DenseOps:
         return b.op("MatMul", [g, w], scope, f"dense_T_{param.name}")
 
 
+OPS = {"conv": ConvOps, "conv_transpose": ConvTransposeOps, "dense": DenseOps}
+
+
 def _modified_bias(layer, param, bias, shift, outputs):
     """The bias of a modified forward (None: none), plus `shift` (a stabilizer folded in)."""
     value = param(layer.bias) if bias and layer.bias is not None else None
@@ -262,7 +315,7 @@ def distinct_weight(b, w, g, scope, hint):
 
 def _constant_input_shape(b, layer):
     """Batch-1 shape of a constant input; a dense layer acts on the last axis, so [1, in] broadcasts."""
-    if layer.kind == "conv":
+    if layer.kind in ("conv", "conv_transpose"):
         return [1] + b.static_shape(layer.x, layer.nodes[0])[1:]
     return [1, layer.weight_shape[0]]
 
@@ -312,7 +365,7 @@ def apply_rule(b, layer, rule, relevance, scope):
     """Emit R_in for any declarative rule (see rules/base.py); returns the relevance at the layer input."""
     if rule.name == "pass":
         return relevance
-    ops = (ConvOps if layer.kind == "conv" else DenseOps)(b, layer, scope)
+    ops = OPS[layer.kind](b, layer, scope)
     # Gemm(transA=1) reads its input as [in, batch]: work on the transposed input, transpose the relevance back
     x = b.op("Transpose", [layer.x], scope, "input_T", perm=[1, 0]) if layer.input_transposed else layer.x
     inputs = {"a+": x} if layer.input_non_negative else {}
@@ -374,5 +427,5 @@ def linear_gradient(b, step, grads):
     if step.rule.name != "zero":
         relevance = apply_rule(b, layer, step.rule, b.op("Mul", [layer.z, grads[0]], scope, "output_relevance"), scope)
         return {layer.x: b.op("Div", [relevance, b.stabilize(layer.x, GRADIENT_INPUT_EPS, scope)], scope, "gradient")}
-    g = (ConvOps if layer.kind == "conv" else DenseOps)(b, layer, scope).adjoint(grads[0], IDENTITY)
+    g = OPS[layer.kind](b, layer, scope).adjoint(grads[0], IDENTITY)
     return {layer.x: b.op("Transpose", [g], scope, "gradient_T", perm=[1, 0]) if layer.input_transposed else g}
