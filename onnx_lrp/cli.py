@@ -68,6 +68,7 @@ def _parser():
     c.add_argument("-o", "--out", help="output file (default: MODEL.lrp.onnx beside the input)")
     _rule_options(c)
     _graph_options(c)
+    _setting_options(c)
     c.add_argument("--layer-sums", action="store_true",
                    help="also output relevance_layer_sums [N, layers, 2]: per linear layer the relevance summed over "
                         "its input and its output (bias relevance)")
@@ -101,7 +102,35 @@ def _parser():
     i.add_argument("model", help="the ONNX classifier")
     _rule_options(i)
     i.add_argument("--opset", type=int, metavar="N", help="inspect the model converted to opset N")
+    _setting_options(i)
     return p
+
+
+def _setting_options(c):
+    """compile's and inspect's: a setting input pinned, and the relevance of the explained output as an input."""
+    c.add_argument("--input-value", action="append", default=[], metavar="NAME=VALUE",
+                   help="pin a setting input (e.g. sr=16000; a list as 1,2,3): it becomes a constant, leaves the "
+                        "compiled model's inputs, and the Ifs it decides are inlined (repeatable)")
+    c.add_argument("--output-relevance", action="store_true",
+                   help="take the explained output's relevance as the input output_relevance (its shape) instead "
+                        "of target: explain one step, box, region, several classes or a contrast "
+                        "(onnx_lrp.selection builds it)")
+
+
+def parse_input_values(specs):
+    """['sr=16000', 'w=1,2'] -> {'sr': 16000, 'w': [1, 2]} (numbers; the input's dtype decides the type)."""
+    values = {}
+    for spec in specs:
+        name, eq, text = spec.partition("=")
+        try:
+            numbers = [float(v) if any(c in v for c in ".eE") or v.strip().lower() in ("nan", "inf") else int(v)
+                       for v in text.split(",")]
+        except ValueError:
+            numbers = None
+        if not eq or not name or not numbers:
+            raise OnnxLrpError(f"--input-value '{spec}' is not of the form NAME=NUMBER[,NUMBER...] (e.g. sr=16000)")
+        values[name] = numbers[0] if len(numbers) == 1 else numbers
+    return values
 
 
 def _rule_params(args):
@@ -132,7 +161,9 @@ def _compile(args):
     notes = []
     model = compile_model(src, args.composite, **_rule_params(args), seed=args.seed, output=args.output,
                           rules=args.rule, input_shapes=parse_input_shapes(args.input_shape), opset=args.opset,
-                          layer_relevance=args.layer_relevance, layer_sums=args.layer_sums, notes=notes)
+                          layer_relevance=args.layer_relevance, layer_sums=args.layer_sums,
+                          input_values=parse_input_values(args.input_value), output_relevance=args.output_relevance,
+                          notes=notes)
     for note in notes:
         print(note, file=sys.stderr)
     written = write_model(model, out)
@@ -175,7 +206,9 @@ def _inspect(args):
     from .inspection import format_inspection, inspect
     notes = []
     result = inspect(args.model, args.composite, rules=args.rule, output=args.output,
-                     input_shapes=parse_input_shapes(args.input_shape), opset=args.opset, **_rule_params(args))
+                     input_shapes=parse_input_shapes(args.input_shape), opset=args.opset,
+                     input_values=parse_input_values(args.input_value), output_relevance=args.output_relevance,
+                     **_rule_params(args))
     for note in result.notes + notes:
         print(note, file=sys.stderr)
     print(format_inspection(result))

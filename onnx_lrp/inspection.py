@@ -28,12 +28,14 @@ def _shape_text(dims):
     return "[" + ", ".join("N" if k == 0 else ("?" if d is None else str(d)) for k, d in enumerate(dims)) + "]"
 
 
-def inspect(model, composite=None, *, rules=(), output=None, input_shapes=None, opset=None, **params):
+def inspect(model, composite=None, *, rules=(), output=None, input_shapes=None, opset=None, input_values=None,
+            output_relevance=False, **params):
     """The plan of `model` for `composite` (None: the default compile picks). params: epsilon, gamma, alpha,
-    beta, low, high, stabilizer."""
+    beta, low, high, stabilizer; input_values and output_relevance as compile takes them."""
     notes = []
     prepared = prepare(model, composite, make_params(None if not isinstance(model, str) else model, **params),
-                       rules=rules, output=output, input_shapes=input_shapes, opset=opset, notes=notes, strict=False)
+                       rules=rules, output=output, input_shapes=input_shapes, opset=opset, notes=notes, strict=False,
+                       input_values=input_values, output_relevance=output_relevance)
     plan, shapes = prepared.plan, tensor_shapes(prepared.model.graph)
     described = plan.describe()
     rows = [Row(d["node"], d["op"], d["rule"], [_shape_text(shapes.get(n)) for n in s.live_inputs],

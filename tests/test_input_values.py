@@ -75,3 +75,30 @@ def test_unpinned_if_says_how_to_pin_it():
 def test_bad_pins_are_named(values, message):
     with pytest.raises(onnx_lrp.OnnxLrpError, match=message):
         onnx_lrp.compile(_model(), "epsilon", input_values=values)
+
+
+def test_cli_pins_and_takes_output_relevance(tmp_path):
+    """`onnx-lrp compile --input-value sr=16000 --output-relevance`: the compiled file takes x and output_relevance."""
+    import subprocess
+    import sys
+
+    import onnx
+    path, out = tmp_path / "rate.onnx", tmp_path / "rate.lrp.onnx"
+    onnx.save(_model(), path)
+    run = subprocess.run([sys.executable, "-m", "onnx_lrp.cli", "compile", str(path), "-o", str(out), "--composite",
+                          "epsilon", "--input-value", "sr=16000", "--output-relevance"], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "pinned" in run.stderr
+    compiled = onnx.load(out)
+    assert [i.name for i in compiled.graph.input] == ["x", "output_relevance"]
+    x = RNG.normal(size=(2, 6)).astype(np.float32)
+    seed = np.zeros((2, 3), np.float32)
+    seed[:, 1] = 1
+    by_tensor = _run(compiled, {"x": x, "output_relevance": seed})["relevance_x"]
+    by_target = _run(onnx_lrp.compile(_model(), "epsilon", input_values={"sr": 16000}),
+                     {"x": x, "target": np.array([1, 1], np.int64)})["relevance_x"]
+    np.testing.assert_allclose(by_tensor, by_target, atol=1e-6)
+    bad = subprocess.run([sys.executable, "-m", "onnx_lrp.cli", "compile", str(path), "-o", str(out),
+                          "--input-value", "sr"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--input-value 'sr'" in bad.stderr and "Traceback" not in bad.stderr
