@@ -34,17 +34,24 @@ class Recurrent(torch.nn.Module):
         return self.fc(y[:, -1] if self.batch_first else y[-1])
 
 
-class LSTMCells(torch.nn.Module):
-    """nn.LSTM's weights, written out: gates = x W^T + b_ih + h R^T + b_hh, torch's gate order i, f, g, o."""
+class Cells(torch.nn.Module):
+    """A 1-layer nn.LSTM's or nn.GRU's weights as two Linear maps, x2h (W, b_ih) and h2h (R, b_hh)."""
 
-    def __init__(self, model):
+    def __init__(self, model, gates):
         super().__init__()
         rnn = model.rnn
-        self.x2h, self.h2h = torch.nn.Linear(I, 4 * H), torch.nn.Linear(H, 4 * H)
+        self.x2h, self.h2h = torch.nn.Linear(I, gates * H), torch.nn.Linear(H, gates * H)
         with torch.no_grad():
             self.x2h.weight.copy_(rnn.weight_ih_l0), self.x2h.bias.copy_(rnn.bias_ih_l0)
             self.h2h.weight.copy_(rnn.weight_hh_l0), self.h2h.bias.copy_(rnn.bias_hh_l0)
         self.fc = model.fc
+
+
+class LSTMCells(Cells):
+    """gates = x W^T + b_ih + h R^T + b_hh, torch's gate order i, f, g, o."""
+
+    def __init__(self, model):
+        super().__init__(model, 4)
 
     def forward(self, x):
         h = torch.zeros(x.shape[0], H)
@@ -56,17 +63,11 @@ class LSTMCells(torch.nn.Module):
         return self.fc(h)
 
 
-class GRUCells(torch.nn.Module):
-    """nn.GRU's weights, written out (torch's gate order r, z, n; the reset gate after R's product)."""
+class GRUCells(Cells):
+    """torch's gate order r, z, n; the reset gate after R's product."""
 
     def __init__(self, model):
-        super().__init__()
-        rnn = model.rnn
-        self.x2h, self.h2h = torch.nn.Linear(I, 3 * H), torch.nn.Linear(H, 3 * H)
-        with torch.no_grad():
-            self.x2h.weight.copy_(rnn.weight_ih_l0), self.x2h.bias.copy_(rnn.bias_ih_l0)
-            self.h2h.weight.copy_(rnn.weight_hh_l0), self.h2h.bias.copy_(rnn.bias_hh_l0)
-        self.fc = model.fc
+        super().__init__(model, 3)
 
     def forward(self, x):
         h = torch.zeros(x.shape[0], H)
