@@ -153,8 +153,11 @@ def test_runtime_indices_route_relevance_to_the_gathered_elements(rng):
         assert np.abs(out["relevance_x"] - expected).max() <= 1e-5 * np.abs(expected).max()
 
 
-def test_linear_resize_is_refused(rng):
+def test_crop_and_resize_is_refused(rng):
+    """Linear and cubic Resize compile (tests/test_resize.py); a crop-and-resize is refused, naming the mode."""
     model, _, _ = build("resize_nearest", rng)
     model.graph.node[0].attribute[0].s = b"linear"
-    with pytest.raises(onnx_lrp.OnnxLrpError, match="nearest"):
+    model.graph.node[0].attribute.append(helper.make_attribute("coordinate_transformation_mode",
+                                                               "tf_crop_and_resize"))
+    with pytest.raises(onnx_lrp.OnnxLrpError, match="tf_crop_and_resize"):
         onnx_lrp.compile(model)

@@ -1,5 +1,5 @@
 """Ops that copy elements of one input to places in the output: Slice, Gather (constant indices), Pad, Expand,
-Tile, Resize (nearest), DepthToSpace, SpaceToDepth.
+Tile, Resize (nearest; resize.py registers Resize and hands nearest ones to this module), DepthToSpace, SpaceToDepth.
 
 Relevance goes back along the copies, as Zennit's plain gradient routes it: an output element hands its relevance
 to the input element it was copied from, copies of one element add up, padding takes nothing. Which element went
@@ -47,8 +47,6 @@ def source_map(step, ctx):
     missing = [n for n in node.input[1:] if n and n not in ctx.constants]
     if missing:
         return f"its inputs {missing} are computed at run time; onnx-lrp needs them constant to route relevance"
-    if node.op_type in ("Resize", "Upsample") and attrs_of(node).get("mode", b"nearest") != b"nearest":
-        return "only nearest-neighbour Resize copies elements; linear/cubic interpolation has no relevance rule yet"
     dims = ctx.shapes.get(x)
     if dims is None or any(d is None for d in dims[1:]) or not dims:
         return f"its input '{x}' has no static shape {dims}; export with fixed input sizes"
@@ -76,7 +74,7 @@ def source_map(step, ctx):
     return first, True
 
 
-def _check(step, ctx):
+def check(step, ctx):
     node = step.node
     index_shape = ctx.shapes.get(node.input[1]) if node.op_type == "Gather" else None
     if index_shape is not None and len(index_shape) <= 1 and node.input[1] not in ctx.live:
@@ -157,7 +155,7 @@ def _check_runtime_expand(step, ctx):
     return None
 
 
-@register(*MOVEMENT_OPS, check=_check, gradient=SAME)
+@register(*(op for op in MOVEMENT_OPS if op not in ("Resize", "Upsample")), check=check, gradient=SAME)
 def scatter_back(b, step, rel_outs):
     """R_in[source[k]] += R_out[k] over every output element k that copies an input element."""
     if step.extra == "at indices":
