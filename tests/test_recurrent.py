@@ -17,7 +17,8 @@ from numpy_recurrent import explain as reference
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = os.path.join(HERE, "..", "models", "recurrent")
 OP_MODELS = ["lstm_1l_bf", "lstm_2l_bf", "lstm_1l_bi_bf", "lstm_2l_bi_tf", "lstm_1l_tf",
-             "gru_1l_bf", "gru_2l_bf", "gru_1l_bi_bf", "gru_2l_bi_tf", "gru_1l_tf"]
+             "gru_1l_bf", "gru_2l_bf", "gru_1l_bi_bf", "gru_2l_bi_tf", "gru_1l_tf", "lstm_2l_bi_tfdyn",
+             "gru_2l_bi_tfdyn"]
 
 
 def _path(name):
@@ -28,9 +29,13 @@ def _session(model):
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
+def _time_first(name):
+    return name.endswith(("tf", "tfdyn"))
+
+
 def _input(name, rng):
     x = rng.normal(size=(2, 6, 5) if name.endswith("tf") else (4, 6, 5)).astype(np.float32)
-    return x.transpose(1, 0, 2).copy() if name.endswith("tf") else x
+    return x.transpose(1, 0, 2).copy() if _time_first(name) else x
 
 
 def _run(compiled, feeds, target):
@@ -44,14 +49,14 @@ def _run(compiled, feeds, target):
 def test_op_matches_numpy_reference(name, seed):
     rng = np.random.default_rng(len(name))
     x = _input(name, rng)
-    batch = x.shape[1] if name.endswith("tf") else x.shape[0]
+    batch = x.shape[1] if _time_first(name) else x.shape[0]
     target = np.array([k % 3 for k in range(batch)], np.int64)
     target[0] = -1
     compiled = onnx_lrp.compile(_path(name), "epsilon", seed=seed)
     out = _run(compiled, {"x": x}, target)
     original = _session(onnx.load(_path(name))).run(None, {"x": x})[0]
     np.testing.assert_allclose(out["logits"], original, atol=1e-5)
-    logits, r_x, _, _ = reference(onnx.load(_path(name)), x, target, batch_first=name.endswith("bf"), seed=seed)
+    logits, r_x, _, _ = reference(onnx.load(_path(name)), x, target, batch_first=not _time_first(name), seed=seed)
     np.testing.assert_allclose(out["logits"], logits, atol=1e-5)
     scale = np.abs(r_x).max()
     assert scale > 0
@@ -166,3 +171,20 @@ def test_pass_leaves_models_without_recurrence_alone():
     before = [n.name for n in model.graph.node]
     UnrollRecurrent().run(model, [])
     assert [n.name for n in model.graph.node] == before
+
+
+def test_state_batch_axis_from_the_open_dim():
+    """A state [2, ?, 7] whose batch dim has no name: the one open dim is its batch (the error for a state with two
+    open dims names the batch and the fix)."""
+    model = onnx.load(_path("lstm_2l_bf_state"))
+    for vi in model.graph.input[1:]:
+        vi.type.tensor_type.shape.dim[1].Clear()
+    compiled = onnx_lrp.compile(model, "epsilon")
+    rng = np.random.default_rng(6)
+    x, h0, c0 = (rng.normal(size=s).astype(np.float32) for s in ((3, 6, 5), (2, 3, 7), (2, 3, 7)))
+    out = _run(compiled, {"x": x, "h0": h0, "c0": c0}, np.full(3, -1, np.int64))
+    _, r_x, r_h0, _ = reference(onnx.load(_path("lstm_2l_bf_state")), x, np.full(3, -1), h0=h0, c0=c0)
+    np.testing.assert_allclose(out["relevance_h0"], r_h0, atol=1e-5 * np.abs(r_x).max())
+    model.graph.input[1].type.tensor_type.shape.dim[0].Clear()
+    with pytest.raises(onnx_lrp.OnnxLrpError, match=r"input 'h0' has dims \[\?, \?, 7\].*--input-shape h0="):
+        onnx_lrp.compile(model, "epsilon")

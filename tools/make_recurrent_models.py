@@ -5,7 +5,7 @@ hand.
     python tools/make_recurrent_models.py        # needs the `reference` extra (torch)
 
 models/recurrent/<cell>_<layers>l[_bi]_<bf|tf>.onnx: `x` [N, T, I] (batch-first, dynamic N) or [T, N, I]
-(time-first, fixed N), logits [N, classes] from a Linear on the last step's output. `<cell>_cells_bf.onnx`: the
+(time-first, fixed N; `_tfdyn`: the batch dynamic at axis 1), logits [N, classes] from a Linear on the last step's output. `<cell>_cells_bf.onnx`: the
 1-layer batch-first model's weights as hand-written cells with zero initial states built at run time.
 `*_state.onnx`: an LSTM that takes its initial states as inputs h0, c0 [layers, N, H] (batch at axis 1).
 Zero biases (`_nobias`) for the conservation test. `*_per_step_bf.onnx`: a score per step, logits [N, T, classes]. The test reads the weights out of the ONNX ops themselves.
@@ -80,11 +80,13 @@ class GRUCells(Cells):
         return self.fc(h)
 
 
-def export(model, path, batch_first, states=0, layers=1):
+def export(model, path, batch_first, states=0, layers=1, dynamic_time_first=False):
     x = torch.randn(3, T, I) if batch_first else torch.randn(T, N_FIXED, I)
     args = (x,) + tuple(torch.randn(layers, 3, H) for _ in range(states))
     names = ["x"] + ["h0", "c0"][:states]
     dynamic = {"x": {0: "N"}, "logits": {0: "N"}, **{n: {1: "N"} for n in names[1:]}} if batch_first else None
+    if dynamic_time_first:  # [T, N, I] with the batch dynamic at axis 1
+        dynamic = {"x": {1: "N"}, "logits": {0: "N"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model.eval(), args, path, input_names=names, output_names=["logits"],
@@ -106,6 +108,10 @@ def main():
                 export(cells, os.path.join(ROOT, f"{name}_cells_bf.onnx"), True)
         torch.manual_seed(7)
         export(Recurrent(cell, 2, True, True, bias=False), os.path.join(ROOT, f"{name}_2l_bi_bf_nobias.onnx"), True)
+    for name, cell in (("lstm", torch.nn.LSTM), ("gru", torch.nn.GRU)):
+        torch.manual_seed(17)
+        export(Recurrent(cell, 2, True, False), os.path.join(ROOT, f"{name}_2l_bi_tfdyn.onnx"), False,
+               dynamic_time_first=True)
     for name, cell, bi in (("lstm", torch.nn.LSTM, True), ("gru", torch.nn.GRU, False)):
         torch.manual_seed(13)
         export(Recurrent(cell, 1, bi, True, per_step=True), os.path.join(ROOT, f"{name}_per_step_bf.onnx"), True)
