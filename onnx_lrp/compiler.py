@@ -234,6 +234,9 @@ def _emit(model, plan, seed, norm_stabilizer, taps, output_relevance=False):
     batch_dim = _batch_dim(graph, plan)
     graph.node.extend(b.nodes)
 
+    if plan.model_output not in {o.name for o in graph.output}:  # an inner tensor explained: it becomes an output
+        graph.output.append(next((vi for vi in graph.value_info if vi.name == plan.model_output),
+                                 helper.make_tensor_value_info(plan.model_output, TensorProto.FLOAT, None)))
     if output_relevance:  # the shape of the model output asked for (the logits may be a reshape of it)
         dims = next((vi.type.tensor_type.shape.dim for vi in graph.output if vi.name == plan.model_output), None)
         shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in dims] if dims else None

@@ -96,9 +96,9 @@ def _pick_output(graph, types, producer, output, path):
     names = [o.name for o in graph.output]
     is_float = lambda name: types.get(_explained_tensor(name, producer)) in FLOAT_TYPES  # noqa: E731
     if output is not None:
-        if output not in names:
-            raise OnnxLrpError(f"--output '{output}' matches no model output; the outputs are: {', '.join(names)}",
-                               path=path)
+        if output not in names and output not in producer:
+            raise OnnxLrpError(f"--output '{output}' matches no model output and no tensor a node computes; the "
+                               f"outputs are: {', '.join(names)}", path=path)
         if not is_float(output):
             raise OnnxLrpError(f"output '{output}' is not a float tensor (type "
                                f"{TensorProto.DataType.Name(types.get(output, 0))}); relevance explains a float "
@@ -134,6 +134,9 @@ def make_plan(model, composite="epsilon-plus-flat", params=None, rules=(), outpu
     notes = []
     producer = {o: n for n in graph.node for o in n.output if o}
     model_output = _pick_output(graph, types, producer, output, path)
+    if model_output not in {o.name for o in graph.output}:
+        notes.append(f"note: the tensor '{model_output}' is explained (it is no model output: the compiled model "
+                     "outputs it after the model's own outputs); branches that only other outputs read are left out")
     logits = _explained_tensor(model_output, producer)
     softmax = _final_softmax(logits, producer, constants, types)
     if softmax is not None:

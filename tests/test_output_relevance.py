@@ -89,3 +89,35 @@ def test_selection_specs():
             selection.select(s, bad)
     with pytest.raises(onnx_lrp.OnnxLrpError, match="mask"):
         selection.select(s, "1,*", mask=np.ones(5))
+
+
+def test_an_inner_tensor_leaves_other_branches_out():
+    """A detector's output concatenates decoded boxes (here through an op with no rule) and class scores: explaining
+    the class-score tensor (--output on a tensor that is no model output) leaves the box branch out, and the
+    compiled model outputs the explained scores after its own outputs."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.normal(size=(4, 8)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array([4, 4], np.int64), "split")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["head"], name="head"),
+             helper.make_node("Split", ["head", "split"], ["box_raw", "cls_raw"], axis=1, name="split"),
+             helper.make_node("Hardmax", ["box_raw"], ["boxes"], name="decode_boxes"),
+             helper.make_node("Sigmoid", ["cls_raw"], ["scores"], name="class_scores"),
+             helper.make_node("Concat", ["boxes", "scores"], ["detections"], axis=1, name="concat")]
+    graph = helper.make_graph(nodes, "det", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("detections", TensorProto.FLOAT, ["N", 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    with pytest.raises(onnx_lrp.OnnxLrpError, match="decode_boxes"):
+        onnx_lrp.compile(model, "epsilon", output_relevance=True)
+    notes = []
+    compiled = onnx_lrp.compile(model, "epsilon", output="cls_raw", notes=notes)
+    assert any("no model output" in n for n in notes)
+    assert [o.name for o in compiled.graph.output] == ["detections", "cls_raw", "relevance_x"]
+    x = rng.normal(size=(3, 4)).astype(np.float32)
+    out = _run(compiled, {"x": x, "target": np.full(3, -1, np.int64)})
+    w = numpy_helper.to_array(inits[0]).astype(np.float64)
+    z = x @ w[:, 4:]
+    chosen = z.argmax(1)
+    stabilized = z + 1e-6 * (np.sign(z) + (z == 0))
+    expected = x * ((np.eye(4)[chosen] * z / stabilized) @ w[:, 4:].T)  # epsilon on the class columns
+    np.testing.assert_allclose(out["relevance_x"], expected, atol=1e-5 * np.abs(expected).max())
