@@ -106,6 +106,19 @@ def test_conservation_without_biases(cell):
     np.testing.assert_allclose(out["relevance_x"].sum(axis=(1, 2)), explained, atol=1e-4 * np.abs(explained).max())
 
 
+def test_conservation_counts_the_initial_states():
+    """Zero biases and initial states as inputs: the input's and the states' relevance sum to the logit."""
+    rng = np.random.default_rng(10)
+    x, h0, c0 = (rng.normal(size=s).astype(np.float32) for s in ((4, 6, 5), (2, 4, 7), (2, 4, 7)))
+    compiled = onnx_lrp.compile(_path("lstm_2l_bf_state_nobias"), "epsilon", epsilon=1e-9, stabilizer=1e-9)
+    out = _run(compiled, {"x": x, "h0": h0, "c0": c0}, np.full(4, -1, np.int64))
+    total = sum(out[f"relevance_{n}"].sum(axis=tuple(range(1, 3))) if n == "x" else
+                out[f"relevance_{n}"].sum(axis=(0, 2)) for n in ("x", "h0", "c0"))
+    explained = out["logits"].max(axis=1)
+    assert np.abs(out["relevance_h0"]).max() > 0 and np.abs(out["relevance_c0"]).max() > 0
+    np.testing.assert_allclose(total, explained, atol=1e-4 * np.abs(explained).max())
+
+
 def _lstm_graph(T=4, direction="forward", layout=0, peepholes=False, lens=None, initial=False):
     """A hand-built ONNX LSTM exercising the op's options torch never writes."""
     rng = np.random.default_rng(1)

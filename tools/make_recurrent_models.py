@@ -118,6 +118,9 @@ def main():
     torch.manual_seed(11)
     export(Recurrent(torch.nn.LSTM, 2, False, True, states=True), os.path.join(ROOT, "lstm_2l_bf_state.onnx"), True,
            states=2, layers=2)
+    torch.manual_seed(19)
+    export(Recurrent(torch.nn.LSTM, 2, False, True, bias=False, states=True),
+           os.path.join(ROOT, "lstm_2l_bf_state_nobias.onnx"), True, states=2, layers=2)
 
 
 if __name__ == "__main__":
