@@ -3,7 +3,12 @@
 The heatmap is Zennit's `imgify(..., symmetric=True)` look: a diverging blue-white-red map centred on zero and
 scaled by max|R|, so the colour of zero is always white and the sign is never hidden by the scale.
 """
+import warnings
+from contextlib import contextmanager
+
 import numpy as np
+
+from .errors import OnnxLrpError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -75,15 +80,45 @@ def side_by_side(*images, gap=4):
     return np.concatenate(parts, axis=1)
 
 
+@contextmanager
+def _opened(path):
+    """The image, opened lazily (header only); a file Pillow cannot read, or one that declares more pixels than
+    Pillow's decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS), is an OnnxLrpError naming it."""
+    Image = _pil()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # above the limit, not only twice above it
+        try:
+            image = Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise OnnxLrpError(f"refused: the image declares more pixels than Pillow decodes safely ({exc}). "
+                               "Shrink it first (or raise PIL.Image.MAX_IMAGE_PIXELS from Python if it is "
+                               "genuine).", path=path) from None
+        except Exception as exc:  # UnidentifiedImageError, a truncated header, ...
+            raise OnnxLrpError(f"cannot be read as an image ({type(exc).__name__}: {exc}). Is it truncated, or not "
+                               "an image?", path=path) from None
+    with image:
+        yield image
+
+
+def check_image(path):
+    """(width, height) from the header, without decoding the pixels; refuses what load_image would."""
+    with _opened(path) as image:
+        return image.size
+
+
 def load_image(path, size, channels=3, mean=None, std=None, scale=1 / 255, order="rgb", layout="nchw"):
     """An image file -> (model input [C, H, W] (or [H, W, C]) float32, the resized picture [H, W, 3] uint8).
     value = (pixel * scale - mean) / std per channel, in `order` (rgb or bgr); channels=1 reads it as grey."""
     Image = _pil()
-    with Image.open(path) as image:
-        image = image.convert("L" if channels == 1 else "RGB")
-        if size is not None and image.size != (size[1], size[0]):
-            image = image.resize((size[1], size[0]), Image.BILINEAR)
-        pixels = np.asarray(image, dtype=np.float32)
+    with _opened(path) as image:
+        try:
+            image = image.convert("L" if channels == 1 else "RGB")
+            if size is not None and image.size != (size[1], size[0]):
+                image = image.resize((size[1], size[0]), Image.BILINEAR)
+            pixels = np.asarray(image, dtype=np.float32)
+        except Exception as exc:  # truncated or corrupt pixel data
+            raise OnnxLrpError(f"cannot be decoded as an image ({type(exc).__name__}: {exc}). Is it truncated?",
+                               path=path) from None
     picture = np.repeat(pixels[..., None], 3, axis=-1).astype(np.uint8) if channels == 1 else pixels.astype(np.uint8)
     x = pixels[..., None] if channels == 1 else pixels
     if order == "bgr" and channels == 3:
