@@ -113,26 +113,36 @@ class Explainer:
     """
 
     def __init__(self, model, composite=None, *, providers="auto", batch_size=32, **options):
+        if batch_size < 1:
+            raise OnnxLrpError(f"batch_size must be at least 1 (got {batch_size})")
         if not isinstance(model, onnx.ModelProto):
             model = os.fspath(model)
-            proto = onnx.load(model, load_external_data=False) if os.path.isfile(model) else None
+            proto = peek_model(model)
         else:
             proto = model
-        compiled_with = _meta(proto).get("onnx_lrp.composite") if proto is not None else None
+        self.path = model if isinstance(model, str) else None
+        compiled_with = _meta(proto).get("onnx_lrp.composite")
+        if compiled_with is not None and self.path is not None and has_external_data(proto):
+            from .load import read_model
+            read_model(self.path)  # its data inside its folder and present: compile's check (a plain model: compile's)
         del proto  # (a file's weights: not held while it compiles)
         if compiled_with is not None:
             if composite is not None or options:
                 raise OnnxLrpError(f"this model is compiled already (composite '{compiled_with}'); pass the original "
-                                   "model to choose a composite or rule parameters",
-                                   path=model if isinstance(model, str) else None)
+                                   "model to choose a composite or rule parameters", path=self.path)
             data = model if isinstance(model, str) else model.SerializeToString()
         else:
             options.setdefault("layer_sums", True)
             data = _compiled_bytes(model, composite, options)
-        if batch_size < 1:
-            raise OnnxLrpError(f"batch_size must be at least 1 (got {batch_size})")
         self.batch_size = int(batch_size)
-        self.session = make_session(data, providers)
+        try:
+            self.session = make_session(data, providers)
+        except OnnxLrpError:
+            raise
+        except Exception as exc:  # onnxruntime's Fail, InvalidGraph, ...: a file compiled elsewhere or damaged
+            raise OnnxLrpError(f"onnxruntime cannot load the compiled model ({type(exc).__name__}: "
+                               f"{_first_line(exc)}). Compile the original model again with this onnx-lrp.",
+                               path=self.path) from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.composite = meta.get("onnx_lrp.composite")
         self.explained_output = meta.get("onnx_lrp.explained_output")
@@ -151,24 +161,81 @@ class Explainer:
         return self.session.get_providers()
 
     def _feeds(self, x):
+        """{input name: array} checked against the model's inputs and cast to their types; the batch size."""
+        names = [i.name for i in self.inputs]
         if isinstance(x, dict):
-            missing = [i.name for i in self.inputs if i.name not in x]
-            if missing:
+            missing = [n for n in names if n not in x]
+            unknown = [str(k) for k in x if k not in names]
+            if missing or unknown:
                 raise OnnxLrpError(f"explain: inputs {', '.join(missing)} are missing (the model reads "
-                                   f"{', '.join(i.name for i in self.inputs)})")
-            return {i.name: np.asarray(x[i.name]) for i in self.inputs}
-        if len(self.inputs) != 1:
-            raise OnnxLrpError(f"the model has {len(self.inputs)} inputs ({', '.join(i.name for i in self.inputs)}); "
-                               "pass a dict {name: array}")
-        return {self.inputs[0].name: np.asarray(x)}
+                                   f"{', '.join(names)})" if missing else f"explain: {', '.join(unknown)} is not an "
+                                   f"input of the model (it reads {', '.join(names)})", path=self.path)
+        elif len(self.inputs) != 1:
+            raise OnnxLrpError(f"the model has {len(self.inputs)} inputs ({', '.join(names)}); pass a dict "
+                               "{name: array}", path=self.path)
+        else:
+            x = {names[0]: x}
+        feeds = {i.name: self._checked(i, x[i.name]) for i in self.inputs}
+        sizes = {name: len(a) for name, a in feeds.items()}
+        if len(set(sizes.values())) > 1:
+            raise OnnxLrpError("explain: the inputs hold different numbers of samples (" +
+                               ", ".join(f"{k}: {v}" for k, v in sizes.items()) + ")", path=self.path)
+        n = next(iter(sizes.values()))
+        if n == 0:
+            raise OnnxLrpError("explain: no samples to explain (the batch dim is 0); give at least one", path=self.path)
+        return feeds, n
+
+    def _checked(self, model_input, value):
+        name, dims = model_input.name, list(model_input.shape)
+        want = "[" + ", ".join(str(d) if isinstance(d, int) else str(d or "?") for d in dims) + "]"
+        try:
+            a = np.asarray(value)
+        except Exception as exc:  # a ragged list, ...
+            raise OnnxLrpError(f"explain: input '{name}' is not an array ({type(exc).__name__}: {exc}); the model "
+                               f"reads {want}", path=self.path) from None
+        if a.dtype.hasobject or a.dtype.kind not in "biuf":
+            raise OnnxLrpError(f"explain: input '{name}' holds {a.dtype} values, not numbers; the model reads "
+                               f"{model_input.type}", path=self.path)
+        if a.ndim != len(dims) or any(isinstance(d, int) and d != n for d, n in list(zip(dims, a.shape))[1:]):
+            hint = (" (one sample? add the batch dim: x[None])" if a.ndim == len(dims) - 1 else "")
+            raise OnnxLrpError(f"explain: input '{name}' has shape {list(a.shape)}; the model reads a batch {want}"
+                               f"{hint}", path=self.path)
+        dtype = _DTYPES.get(model_input.type)
+        if dtype is not None and a.dtype != dtype:
+            if a.dtype.kind == "f" and np.dtype(dtype).kind != "f":
+                raise OnnxLrpError(f"explain: input '{name}' holds floats ({a.dtype}); the model reads "
+                                   f"{model_input.type} (e.g. token ids): pass integers", path=self.path)
+            a = a.astype(dtype)
+        return a
+
+    def _targets(self, target, n):
+        if target is None:
+            return np.full(n, -1, np.int64)
+        try:
+            t = np.asarray(target)
+        except (OverflowError, ValueError, TypeError):  # an int beyond int64, a ragged list
+            t = np.asarray(target, dtype=object)
+        if t.ndim > 1 or t.size not in (1, n):
+            raise OnnxLrpError(f"explain: target gives {t.size} class(es) in shape {list(t.shape)} for {n} "
+                               "sample(s); give None (each sample's top class), one class, or one per sample",
+                               path=self.path)
+        values = []
+        for v in t.reshape(-1).tolist():
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise OnnxLrpError(f"explain: target {v!r} is not a class index (an integer)", path=self.path)
+            if not -2 ** 63 <= v < 2 ** 63:
+                raise OnnxLrpError(f"explain: target {v} is beyond int64, the type of the model's target input; "
+                                   "give a class index (negative: each sample's top class)", path=self.path)
+            values.append(v)
+        return np.broadcast_to(np.asarray(values, np.int64), (n,)).copy()
 
     def explain(self, x, target=None, progress=False):
         """Relevance of `target` (None or negative: each sample's top class; an int or one per sample) for the
         batch `x` (an array, or {input name: array}); runs in chunks of batch_size."""
-        feeds = self._feeds(x)
-        n = len(next(iter(feeds.values())))
-        targets = np.full(n, -1, np.int64) if target is None else np.broadcast_to(
-            np.asarray(target, np.int64), (n,)).copy()
+        feeds, n = self._feeds(x)
+        targets = self._targets(target, n)
         names = ([self.explained_output] if self._fetch_output else []) + self.relevance_outputs + self.at_outputs
         names += ["relevance_layer_sums"] if self.layer_names else []
         chunks = range(0, n, self.batch_size)
@@ -179,7 +246,12 @@ class Explainer:
         for start in chunks:
             chunk = {k: v[start:start + self.batch_size] for k, v in feeds.items()}
             chunk["target"] = targets[start:start + self.batch_size]
-            parts.append(dict(zip(names, self.session.run(names, chunk))))
+            try:
+                parts.append(dict(zip(names, self.session.run(names, chunk))))
+            except Exception as exc:  # a shape the model's own checks refuse, ...
+                last = start + len(chunk["target"]) - 1
+                raise OnnxLrpError(f"explain: onnxruntime failed on samples {start} to {last} ({type(exc).__name__}: "
+                                   f"{_first_line(exc)})", path=self.path) from None
         joined = {k: np.concatenate([p[k] for p in parts]) for k in names}
         output = joined.get(self.explained_output) if self._fetch_output else None
         if output is not None:
@@ -191,6 +263,40 @@ class Explainer:
             output=output, target=targets,
             layer_sums=None if sums is None else {name: sums[:, k] for k, name in enumerate(self.layer_names)},
             at={k[len("relevance_at_"):]: joined[k] for k in self.at_outputs} or None)
+
+
+_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+           "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+           "tensor(bool)": np.bool_}
+
+
+def peek_model(path):
+    """The model file without its external data, for its metadata and interface; a file that is missing, a folder,
+    empty or not ONNX is refused with compile's own message (load.read_model)."""
+    from .load import read_model
+    try:
+        model = onnx.load(path, load_external_data=False) if os.path.isfile(path) and os.path.getsize(path) else None
+    except Exception:  # noqa: BLE001 - read_model words it
+        model = None
+    if model is None or (not model.graph.node and not model.graph.output):
+        read_model(path)  # raises its OnnxLrpError
+        raise OnnxLrpError("cannot be read as an ONNX model.", path=path)
+    return model
+
+
+def has_external_data(model):
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in _tensors(model))
+
+
+def _tensors(model):
+    yield from model.graph.initializer
+    for node in model.graph.node:
+        yield from (a.t for a in node.attribute if a.HasField("t"))
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _meta(model):
