@@ -79,6 +79,9 @@ def _parser():
                    "or folders of them")
     e.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
     e.add_argument("--target", type=int, help="the class to explain (default: each input's top class)")
+    e.add_argument("--skip-existing", action="store_true",
+                   help="do not explain again the inputs whose results are complete in DIR (its index.jsonl: same "
+                        "input file, model and options), e.g. after an interrupted run")
     e.add_argument("--batch-size", type=int, default=32, help="inputs per run (default 32)")
     e.add_argument("--providers", default="auto", choices=["auto", "cpu", "cuda"],
                    help="onnxruntime device: auto (CUDA if it attaches, else CPU), cpu, or cuda (fails without it)")
@@ -174,12 +177,14 @@ def _compile(args):
 
 
 def _explain(args):
-    from .explain import Explainer, is_compiled
+    from .explain import Explainer, is_compiled, peek_model
     from .explain_files import explain_files
-    from .load import read_model
     if args.batch_size < 1:
         raise OnnxLrpError(f"--batch-size must be at least 1 (got {args.batch_size})")
-    compiled = is_compiled(read_model(args.model))
+    if args.target is not None and not -2 ** 63 <= args.target < 2 ** 63:
+        raise OnnxLrpError(f"--target {args.target} is beyond int64, the type of the model's target input; give a "
+                           "class index (or leave --target out: each input's top class)", path=args.model)
+    compiled = is_compiled(peek_model(args.model))
     chosen = [flag for flag, value in (("--composite", args.composite), ("--rule", args.rule),
                                         ("--layer-relevance", args.layer_relevance), ("--opset", args.opset),
                                         ("--input-shape", args.input_shape), ("--output", args.output))

@@ -213,7 +213,8 @@ def test_cli_explain_errors_name_the_file(tmp_path, capsys):
     assert main(["explain", path, str(tmp_path / "two.npz"), "--out", str(tmp_path / "o")]) == 2
     assert "first, second fit the input: choose one with FILE.npz:KEY" in capsys.readouterr().err
     assert main(["explain", path, str(tmp_path / "two.npz") + ":second", "--out", str(tmp_path / "k")]) == 0
-    assert sorted(os.listdir(tmp_path / "k")) == ["two.heatmap.png", "two.input.png", "two.relevance.npy"]
+    assert sorted(os.listdir(tmp_path / "k")) == ["index.jsonl", "two.heatmap.png", "two.input.png",
+                                                  "two.relevance.npy"]
     capsys.readouterr()
     assert main(["explain", path, str(tmp_path / "missing.npy"), "--out", str(tmp_path / "o")]) == 2
     assert "missing.npy: input not found" in capsys.readouterr().err
