@@ -408,20 +408,21 @@ def explain_files(args, explainer, out_dir, print_line=print, note=_note):
     sources = [plan_source(f, inputs, options) for f in files]  # every header checked before anything runs
     planned = [(s, k) for s in sources for k in s.positions()]
     vocab = read_vocab(args.vocab) if args.vocab else None
-    with SampleWriter(out_dir, settings=_settings(args), skip_existing=getattr(args, "skip_existing", False)) as writer:
-        names, renamed = writer.name_samples([s.name(k) for s, k in planned])
-        _report_renamed(renamed, planned, out_dir, note)
-        todo = [(s, k, name) for (s, k), name in zip(planned, names) if not writer.done(name, s.key(k))]
-        if len(todo) < len(planned):
-            note(f"{len(planned) - len(todo)} of {len(planned)} sample(s) are complete in {out_dir} already "
-                 "(--skip-existing): not explained again")
-        try:
+    writer = SampleWriter(out_dir, settings=_settings(args), skip_existing=getattr(args, "skip_existing", False))
+    try:
+        with writer:
+            names, renamed = writer.name_samples([s.name(k) for s, k in planned])
+            _report_renamed(renamed, planned, out_dir, note)
+            todo = [(s, k, name) for (s, k), name in zip(planned, names) if not writer.done(name, s.key(k))]
+            if len(todo) < len(planned):
+                note(f"{len(planned) - len(todo)} of {len(planned)} sample(s) are complete in {out_dir} already "
+                     "(--skip-existing): not explained again")
             return _explain_todo(args, explainer, todo, options, vocab, writer, print_line,
                                  skipped=len(planned) - len(todo))
-        except KeyboardInterrupt:
-            note(f"interrupted: {len(writer.written)} sample(s) of this run are complete in {out_dir}, the others "
-                 "absent (none is half written). Run the same command with --skip-existing to finish.")
-            raise
+    except KeyboardInterrupt:  # (also one held off while the writer finished)
+        note(f"interrupted: {len(writer.written)} sample(s) of this run are complete in {out_dir}, the others "
+             "absent (none is half written). Run the same command with --skip-existing to finish.")
+        raise
 
 
 def _explain_todo(args, explainer, todo, options, vocab, writer, print_line, skipped):
