@@ -20,6 +20,7 @@ from .images import (IMAGE_SUFFIXES, check_image, fit_scale, gray_to_rgb, load_i
 from .sample_writer import SampleWriter, source_identity
 
 ARRAY_SUFFIXES = (".npy", ".npz")
+AUDIO_SUFFIXES = (".wav",)  # read as onnx_lrp.audio's log-mel spectrogram of 1 s (the speech demo's models)
 NUMERIC_KINDS = "biuf"  # bool, integers, floats: what a model input is cast from
 
 
@@ -31,7 +32,7 @@ def collect_files(paths):
             files.append(path)
         elif os.path.isdir(path):
             found = sorted(os.path.join(path, f) for f in os.listdir(path)
-                           if f.lower().endswith(ARRAY_SUFFIXES + IMAGE_SUFFIXES)
+                           if f.lower().endswith(ARRAY_SUFFIXES + IMAGE_SUFFIXES + AUDIO_SUFFIXES)
                            and os.path.isfile(os.path.join(path, f)))
             if not found:
                 raise OnnxLrpError(f"folder holds no .npy, .npz or image files ({', '.join(IMAGE_SUFFIXES)})",
@@ -39,8 +40,8 @@ def collect_files(paths):
             files += found
         elif not os.path.isfile(path):
             raise OnnxLrpError("input not found. Check the path.", path=path)
-        elif not path.lower().endswith(ARRAY_SUFFIXES + IMAGE_SUFFIXES):
-            raise OnnxLrpError(f"unknown input type: give .npy, .npz or an image ({', '.join(IMAGE_SUFFIXES)})",
+        elif not path.lower().endswith(ARRAY_SUFFIXES + IMAGE_SUFFIXES + AUDIO_SUFFIXES):
+            raise OnnxLrpError(f"unknown input type: give .npy, .npz, .wav or an image ({', '.join(IMAGE_SUFFIXES)})",
                                path=path)
         else:
             files.append(path)
@@ -66,7 +67,7 @@ class Source(NamedTuple):
     """One input file, planned from its header."""
     path: str  # the file (FILE.npz:KEY without :KEY)
     label: str  # as given (with :KEY), for messages and the index
-    kind: str  # "image", "npy" or "npz"
+    kind: str  # "image", "audio", "npy" or "npz"
     arrays: dict  # input name -> Array (an image: {})
     batched: dict  # input name -> whether its array holds a batch
     count: Optional[int]  # samples in the batch; None: one sample without the batch dim
@@ -245,6 +246,15 @@ def plan_source(label, inputs, image_options):
                                f"reads {_dims_text(inputs[0].shape)}", path=path)
         check_image(path)
         return Source(path, label, "image", {}, {}, None, stem, identity)
+    if lower.endswith(AUDIO_SUFFIXES):
+        from . import audio
+        want = [audio.N_MELS, audio.FRAMES]
+        if len(inputs) != 1 or len(inputs[0].shape) != 3 or any(isinstance(d, int) and d != w for d, w in
+                                                                 zip(inputs[0].shape[1:], want)):
+            raise OnnxLrpError(f"a .wav is read as a log-mel spectrogram [N, {want[0]}, {want[1]}] (onnx_lrp.audio: "
+                               f"1 s, 16 kHz); this model reads {', '.join(_dims_text(i.shape) for i in inputs)}. "
+                               "Give the model's own features as .npy instead", path=path)
+        return Source(path, label, "audio", {}, {}, None, stem, identity)
     if lower.endswith(".npy"):
         if len(inputs) != 1:
             raise OnnxLrpError(f"the model reads {len(inputs)} inputs ({', '.join(i.name for i in inputs)}): give an "
@@ -271,6 +281,14 @@ def read_source(source, inputs, image_options):
             raise OnnxLrpError(f"the image reads as {list(x.shape)} and the model takes {_dims_text(want)}: set "
                                "--size or --layout to match", path=source.path)
         return {inputs[0].name: x}, picture
+    if source.kind == "audio":
+        from . import audio
+        try:
+            wave, rate = audio.read_wav(source.path)
+        except ValueError as exc:
+            raise OnnxLrpError(str(exc), path=source.path) from None
+        x = audio.log_mel_spectrogram(audio.fit_duration(wave, rate), rate).astype(np.float32)
+        return {inputs[0].name: x}, None
     try:
         if source.kind == "npy":
             return {n: np.load(source.path, mmap_mode="r", allow_pickle=False) for n in source.arrays}, None
@@ -348,6 +366,28 @@ def write_bar_chart(path, names, values, title):
             color=["#d62728" if values[k] > 0 else "#1f77b4" for k in order])
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel("relevance")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write_frame_chart(path, values, title):
+    """Relevance per time frame as bars in time order (matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("onnx-lrp: note: bar charts need matplotlib (pip install 'onnx-lrp[plots]'); skipped", file=sys.stderr)
+        return False
+    fig, ax = plt.subplots(figsize=(7, 2.5))
+    seconds = np.arange(len(values)) * 0.02
+    ax.bar(seconds, values, width=0.02, color=np.where(values >= 0, "#d62728", "#1f77b4"))
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("relevance")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -522,6 +562,17 @@ def _write_sample(args, j, source, k, name, feeds, picture, explanation, relevan
             feature_names = read_feature_names(args.feature_names, r.shape[0])
             lines.append("  features ranked by relevance:\n" + _ranked_text(feature_names, r))
             write_bar_chart(files.path(".features.png"), feature_names, r, f"{name}: relevance for class {target}")
+        elif source.kind == "audio":  # mel bands low to high, drawn bottom to top; time left to right
+            heat = to_rgb(relevance_map(r[::-1]))
+            factor = fit_scale(heat.shape)
+            save_png(files.path(".heatmap.png"), upscale(heat, factor))
+            save_png(files.path(".input.png"), upscale(gray_to_rgb(np.asarray(x)[::-1]), factor))
+            per_frame = np.asarray(r, np.float64).sum(axis=0)
+            frames = [f"{k * 20} ms" for k in range(per_frame.shape[0])]
+            top = np.argsort(-per_frame)[:3]
+            lines.append("  most relevant frames: " + ", ".join(f"{frames[k]} {per_frame[k]:+.3g}" for k in top))
+            write_frame_chart(files.path(".frames.png"), per_frame, f"{name}: relevance per 20 ms frame, class "
+                                                                    f"{target}")
         else:
             heat = to_rgb(relevance_map(r))
             factor = fit_scale(heat.shape)
