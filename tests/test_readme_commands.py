@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 
 # tools scripts a README command may run here: script -> extra arguments (TMP is the temporary folder)
-TOOLS = {"tools/make_demo_pictures.py": ["--images", "TMP/images"]}
+TOOLS = {"tools/make_demo_pictures.py": ["--images", "TMP/images"], "tools/speech_demo.py": ["--images", "TMP/images"]}
 SKIPPED_TOOLS = {
     "tools/train_sentiment_demo.py": "trains a BERT with torch and transformers (tools-only environment), minutes",
     "tools/train_digits_demo.py": "trains with torch and scikit-learn",
